@@ -1,0 +1,1 @@
+"""opslab: logic for the notebooks, the pipeline and the service."""
