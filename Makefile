@@ -1,0 +1,79 @@
+# opslab: the user interface. `make help` lists every target. Targets only wire things together;
+# the logic lives in ml/ and the pipeline in dvc.yaml.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+# uv from PATH, else bootstrapped into .tools/ by `make setup` (pip from PyPI; nothing else needed)
+UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+IMAGE ?= opslab-ml:latest
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: help setup all data eda train-all report lab test test-all lint format notebooks timings clean
+
+help: ## list every target with what it does
+	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+setup: .venv/.synced ## install the exact environment from uv.lock (bootstraps uv if missing)
+
+all: setup ## everything from nothing: install, data, every stage, reports; then say where outputs are
+	$(RUN) dvc repro
+	$(RUN) dvc status
+	@echo ""
+	@echo "done. Outputs:"
+	@echo "  data:      data/{landing,bronze,silver,gold}/   (row counts: metrics/ingest.json, metrics/features.json)"
+	@echo "  charts:    docs/ml/<stage>/*.png"
+	@echo "  notebooks: docs/ml/html/*.html  (index: docs/ml/index.html)"
+	@echo "  metrics:   metrics/*.json       (uv run dvc metrics show)"
+
+data: setup ## generate the synthetic export and build bronze/silver/gold (dvc repro featurize)
+	$(RUN) dvc repro featurize
+
+eda: setup ## run notebooks/01_eda through papermill (dvc repro eda)
+	$(RUN) dvc repro eda
+
+train-all: setup ## run every training stage in dvc.yaml
+	$(RUN) dvc repro
+
+report: setup ## render executed notebooks to docs/ml/html and write docs/ml/index.html
+	$(RUN) dvc repro report
+
+lab: setup ## open JupyterLab on notebooks/ with the project environment as kernel
+	$(RUN) jupyter lab --notebook-dir=notebooks
+
+test: setup ## the test suite (unit, property, bad-input, real-data when ../shared exists, notebook smoke)
+	$(RUN) pytest -q -n 2 --dist loadgroup
+
+lint: setup ## ruff, notebook hygiene (outputs stripped, .py twins in sync), hadolint on Dockerfile.ml
+	$(RUN) ruff check ml tests notebooks scripts
+	$(RUN) ruff format --check ml tests scripts
+	$(RUN) python -m scripts.check_notebooks
+	$(RUN) hadolint Dockerfile.ml
+
+format: setup ## apply ruff formatting and fixes
+	$(RUN) ruff check --fix ml tests notebooks scripts
+	$(RUN) ruff format ml tests scripts
+
+notebooks: setup ## regenerate each .ipynb from its jupytext .py twin, outputs stripped
+	$(RUN) jupytext --sync notebooks/*.py
+	$(RUN) nbstripout notebooks/*.ipynb
+
+timings: setup ## time every DVC stage from scratch (forced), printing seconds per stage
+	$(RUN) python -m scripts.time_stages
+
+clean: ## remove generated data, executed notebooks and local MLflow state (keeps the environment)
+	rm -rf data build mlruns mlflow.db mlartifacts .dvc/tmp
+
+include docker.mk

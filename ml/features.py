@@ -1,0 +1,208 @@
+"""Shared transforms from silver tables to the gold feature tables (one per task).
+
+Pure functions, frames in and frames out, never changing their input. The same functions serve the
+notebooks, batch scoring and the service, so a transform is written once. Sensor features are causal
+(a row at time t reads only readings up to t); incident features use open-time fields only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml import schemas
+from ml.config import load_params, resolve
+
+# --- sensors ----------------------------------------------------------------------------------
+
+
+def infer_freq(timestamps: pd.Series) -> pd.Timedelta:
+    """A series' sampling step: the most common gap between consecutive readings."""
+    gaps = timestamps.sort_values().diff().dropna()
+    if gaps.empty:
+        return pd.Timedelta("1h")
+    return gaps.mode().iloc[0]
+
+
+def sensor_grid(readings: pd.DataFrame, freq: str | None = None) -> pd.DataFrame:
+    """Put each sensor on a regular time grid (missing readings become NaN rows, flagged `is_missing`).
+
+    `freq=None` (or "auto") infers each sensor's own step, so 5-minute NAB files and hourly synthetic
+    sensors both keep their resolution.
+    """
+    parts = []
+    for sid, g in readings.sort_values(["sensor_id", "timestamp"]).groupby("sensor_id", sort=True):
+        g = g.set_index("timestamp")
+        step = infer_freq(g.index.to_series()) if freq in (None, "auto") else pd.Timedelta(freq)
+        full = pd.date_range(g.index.min(), g.index.max(), freq=step)
+        v = g["value"].reindex(full)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "sensor_id": sid,
+                    "kind": g["kind"].iloc[0],
+                    "unit": g["unit"].iloc[0],
+                    "timestamp": full,
+                    "value": v.to_numpy(dtype=float),
+                    "is_missing": v.isna().to_numpy(),
+                }
+            )
+        )
+    cols = ["sensor_id", "kind", "unit", "timestamp", "value", "is_missing"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def label_windows(grid: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
+    """Mark rows inside a labelled anomaly window (both ends included) with `is_anomaly` and its kind."""
+    out = grid.copy()
+    out["is_anomaly"] = False
+    out["anomaly_kind"] = None
+    for w in windows.itertuples(index=False):
+        inside = (out["sensor_id"] == w.sensor_id) & out["timestamp"].between(w.start, w.end)
+        out.loc[inside, "is_anomaly"] = True
+        out.loc[inside, "anomaly_kind"] = w.anomaly_kind
+    return out
+
+
+def sensor_window_features(grid: pd.DataFrame, windows: tuple[int, ...] = (6, 24)) -> pd.DataFrame:
+    """Causal per-sensor window features: rolling level/spread, z-scores, differences, time encodings."""
+    out = grid.sort_values(["sensor_id", "timestamp"]).reset_index(drop=True).copy()
+    g = out.groupby("sensor_id", sort=False)["value"]
+    filled = g.ffill()
+    out["diff_1"] = filled - filled.groupby(out["sensor_id"]).shift(1)
+    for w in windows:
+        # shift(1): the window describes the past, so the current reading is compared against it
+        past = filled.groupby(out["sensor_id"]).shift(1)
+        roll = past.groupby(out["sensor_id"]).rolling(w, min_periods=max(2, w // 2))
+        mean = roll.mean().reset_index(level=0, drop=True)
+        std = roll.std().reset_index(level=0, drop=True)
+        out[f"roll_mean_{w}"] = mean
+        out[f"roll_std_{w}"] = std
+        out[f"z_{w}"] = (filled - mean) / std.where(std > 1e-9)
+    hour = out["timestamp"].dt.hour
+    dow = out["timestamp"].dt.dayofweek
+    out["hour_sin"], out["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
+    out["dow_sin"], out["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
+    return out
+
+
+# --- incidents --------------------------------------------------------------------------------
+INCIDENT_DERIVED = [
+    "open_hour",
+    "open_weekday",
+    "is_weekend",
+    "is_night",
+    "text",
+    "text_chars",
+    "text_words",
+    "group_load_24h",
+]
+
+
+def incident_text(incidents: pd.DataFrame) -> pd.Series:
+    """Ticket text for NLP: short description then description, empty when the source has none."""
+    short = incidents["short_description"].fillna("").astype(str)
+    desc = incidents["description"].fillna("").astype(str)
+    return (short + ". " + desc).str.strip(". ").rename("text")
+
+
+def group_load(opened_at: pd.Series, group: pd.Series, window: str = "24h") -> pd.Series:
+    """Incidents opened for the same group in the `window` before each one (known at open time)."""
+    frame = pd.DataFrame({"t": opened_at.to_numpy(), "g": group.fillna("?").to_numpy()}, index=opened_at.index)
+    frame = frame.sort_values("t", kind="stable")
+    frame["one"] = 1.0
+    counts = (
+        frame.groupby("g", sort=False)
+        .rolling(window, on="t", closed="left")["one"]
+        .sum()
+        .reset_index(level=0, drop=True)
+    )
+    return counts.reindex(opened_at.index).fillna(0).astype(int).rename("group_load_24h")
+
+
+def incident_open_features(incidents: pd.DataFrame) -> pd.DataFrame:
+    """Open-time fields plus features derived only from them (calendar, text size, group load)."""
+    base = incidents[["number", *schemas.OPEN_TIME_COLUMNS]].copy()
+    t = base["opened_at"]
+    base["open_hour"] = t.dt.hour
+    base["open_weekday"] = t.dt.dayofweek
+    base["is_weekend"] = base["open_weekday"] >= 5
+    base["is_night"] = (base["open_hour"] < 7) | (base["open_hour"] >= 20)
+    base["text"] = incident_text(incidents)
+    base["text_chars"] = base["text"].str.len()
+    base["text_words"] = base["text"].str.split().str.len().fillna(0).astype(int)
+    base["group_load_24h"] = group_load(t, base["assignment_group"])
+    return base
+
+
+def incident_targets(incidents: pd.DataFrame) -> pd.DataFrame:
+    """Outcomes, kept apart from features: breach flag, hours to resolve, still-open flag."""
+    ttr = (incidents["resolved_at"] - incidents["opened_at"]).dt.total_seconds() / 3600.0
+    return pd.DataFrame(
+        {
+            "number": incidents["number"],
+            "is_open": incidents["resolved_at"].isna() & incidents["made_sla"].isna(),
+            "target_breached": (~incidents["made_sla"].astype("boolean")).astype("boolean"),
+            "target_ttr_hours": ttr,
+        }
+    )
+
+
+# --- gold -------------------------------------------------------------------------------------
+def build_gold(silver: dict[str, pd.DataFrame], params: dict) -> dict[str, pd.DataFrame]:
+    """Every gold table from the silver tables: one frame per task."""
+    freq = params.get("sensor_freq", "auto")
+    windows = tuple(params.get("sensor_windows", (6, 24)))
+    gold: dict[str, pd.DataFrame] = {}
+    readings = silver["sensor_readings"]
+    if len(readings):
+        grid = label_windows(sensor_grid(readings, freq), silver["anomaly_windows"])
+        gold["sensor_series"] = grid
+        gold["sensor_anomaly"] = sensor_window_features(grid, windows)
+    incidents = silver["incidents"]
+    if len(incidents):
+        feats = incident_open_features(incidents)
+        targets = incident_targets(incidents)
+        table = feats.merge(targets, on="number", validate="one_to_one")
+        closed = ~table["is_open"]
+        gold["incident_sla"] = table[closed & table["target_breached"].notna()].drop(columns="is_open")
+        gold["incident_ttr"] = table[closed & table["target_ttr_hours"].notna()].drop(columns="is_open")
+        text = table[["number", "opened_at", "text", "category", "subcategory", "assignment_group", "cmdb_ci",
+                      "is_open", "target_ttr_hours"]].copy()
+        text["owning_team"] = incidents["owning_team"].to_numpy()
+        text["truth_root_cause"] = incidents["root_cause"].to_numpy()  # evaluation only, never a feature
+        gold["incident_text"] = text
+        gold["incident_open"] = feats[table["is_open"].to_numpy()].reset_index(drop=True)
+    return {k: v.reset_index(drop=True) for k, v in gold.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ml.ingest import atomic_write_parquet, read_silver
+
+    ap = argparse.ArgumentParser(prog="python -m ml.features", description="Build the gold feature tables.")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--metrics", default=None)
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    cfg = params.get("features", {})
+    silver_dir = resolve(cfg.get("silver", "data/silver"))
+    out = resolve(cfg.get("gold", "data/gold"))
+    silver = {t: read_silver(silver_dir, t) for t in ("sensor_readings", "anomaly_windows", "incidents")}
+    gold = build_gold(silver, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in gold.items():
+        atomic_write_parquet(frame, out / f"{name}.parquet")
+        print(f"  gold/{name}.parquet: {len(frame):,} rows x {frame.shape[1]} columns")
+    if args.metrics:
+        Path(resolve(args.metrics)).write_text(json.dumps({"gold_rows": {k: len(v) for k, v in gold.items()}},
+                                                          indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,469 @@
+"""Medallion ingestion: bronze keeps each batch as received, silver holds typed, validated, upserted tables.
+
+Bronze is append-only (a batch file is stored once under its content hash, never rewritten). Silver is
+rebuilt by upserting each new batch into the previous table by key, the latest `sys_updated_at` (or the
+later batch) winning, so re-ingesting a batch changes nothing. Rows that fail row-level checks go to a
+quarantine table with the reason; a file whose structure is wrong (missing column, wrong delimiter,
+empty, mostly unparseable) is refused whole with a message naming the file, the column and rows.
+Every write is atomic (temp file + rename): a crash mid-ingest leaves the previous silver intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from ml import schemas
+from ml.config import load_params, resolve
+
+SILVER_TABLES = {
+    "sensor_readings": "sensor_readings.parquet",
+    "anomaly_windows": "anomaly_windows.parquet",
+    "incidents": "incidents.parquet",
+    "quarantine": "quarantine.parquet",
+}
+QUARANTINE_COLUMNS = ["table", "file", "row", "column", "reason", "record"]
+LEDGER = "_batches.json"  # which batch hashes silver already holds
+
+
+class DataValidationError(ValueError):
+    """A file that cannot be loaded: names the file, the column and up to 5 offending rows."""
+
+    def __init__(self, file: str | os.PathLike, reason: str, column: str | None = None, rows=()):
+        self.file, self.reason, self.column = str(file), reason, column
+        self.rows = [int(r) for r in list(rows)[:5]]
+        where = f", column '{column}'" if column else ""
+        at = f", rows {self.rows}" if self.rows else ""
+        super().__init__(f"{self.file}{where}: {reason}{at}")
+
+
+# --- typing -----------------------------------------------------------------------------------
+# The declared type of every landing column; parsing failures become row-level errors.
+COLUMN_TYPES: dict[str, dict[str, str]] = {
+    "sensor_readings": {
+        "sensor_id": "str",
+        "kind": "str",
+        "unit": "str",
+        "timestamp": "datetime",
+        "value": "float",
+    },
+    "anomaly_windows": {"sensor_id": "str", "start": "datetime", "end": "datetime", "anomaly_kind": "str"},
+    "incidents": {
+        "number": "str",
+        "opened_at": "datetime",
+        "sys_updated_at": "datetime",
+        "state": "str",
+        "caller_id": "str",
+        "contact_type": "str",
+        "location": "str",
+        "impact": "int",
+        "urgency": "int",
+        "priority": "int",
+        "category": "str",
+        "subcategory": "str",
+        "cmdb_ci": "str",
+        "owning_team": "str",
+        "assignment_group": "str",
+        "short_description": "str",
+        "description": "str",
+        "sla_target_hours": "float",
+        "reassignment_count": "int",
+        "resolved_at": "datetime",
+        "closed_at": "datetime",
+        "made_sla": "bool",
+        "root_cause": "str",
+        "source": "str",
+    },
+}
+# Columns a file may omit (filled with missing); every other declared column is required.
+OPTIONAL_COLUMNS = {
+    "sensor_readings": {"unit"},
+    "anomaly_windows": set(),
+    "incidents": {"root_cause", "owning_team", "short_description", "description", "source", "location"},
+}
+SCHEMAS = {
+    "sensor_readings": schemas.sensor_readings,
+    "anomaly_windows": schemas.anomaly_windows,
+    "incidents": schemas.incidents,
+}
+KEYS = {
+    "sensor_readings": schemas.READING_KEY,
+    "anomaly_windows": ["sensor_id", "start", "end"],
+    "incidents": [schemas.INCIDENT_KEY],
+}
+ORDER_BY = {"incidents": "sys_updated_at"}  # latest wins; other tables: the later batch wins
+
+
+@dataclass
+class RowErrors:
+    """Row-level problems of one file: received row position (also the frame's index label) -> (column, reason)."""
+
+    problems: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def add(self, positions: Iterable[int], column: str, reason: str) -> None:
+        for p in positions:
+            self.problems.setdefault(int(p), (column, reason))
+
+
+def _coerce(raw: pd.DataFrame, table: str, file: str, errors: RowErrors) -> pd.DataFrame:
+    """Parse each declared column to its type; values that do not parse are recorded as row errors."""
+    types = COLUMN_TYPES[table]
+    missing = [c for c in types if c not in raw.columns and c not in OPTIONAL_COLUMNS[table]]
+    if missing:
+        raise DataValidationError(file, f"missing required column(s) {missing}; found {list(raw.columns)}",
+                                  column=missing[0])
+    out = pd.DataFrame(index=raw.index)
+    for col, kind in types.items():
+        s = raw[col] if col in raw.columns else pd.Series([None] * len(raw), index=raw.index, dtype=object)
+        present = s.notna() & (s.astype(str).str.strip() != "")
+        if kind == "str":
+            out[col] = s.where(present, None).map(lambda v: None if v is None else str(v)).astype(object)
+            continue
+        if kind == "float":
+            parsed = pd.to_numeric(s.where(present), errors="coerce").astype(float)
+            reason = "not a number"
+        elif kind == "int":
+            num = pd.to_numeric(s.where(present), errors="coerce")
+            whole = num.isna() | (num == np.round(num))
+            num = num.where(whole)
+            parsed = num.astype("Int64")
+            reason = "not a whole number"
+        elif kind == "datetime":
+            parsed = pd.to_datetime(s.where(present), errors="coerce", format="ISO8601")
+            if getattr(parsed.dt, "tz", None) is not None:
+                parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+            parsed = parsed.astype("datetime64[ns]")
+            reason = "unparseable date"
+        elif kind == "bool":
+            text = s.where(present).map(lambda v: str(v).strip().lower() if v is not None else v)
+            parsed = text.map({"true": True, "false": False, "1": True, "0": False}).astype("boolean")
+            reason = "not true/false"
+        else:  # pragma: no cover - declared types are fixed above
+            raise AssertionError(kind)
+        bad = present & parsed.isna()
+        errors.add(np.flatnonzero(bad.to_numpy()), col, f"{reason}: {col}")
+        out[col] = parsed
+    return out
+
+
+def _validate_rows(df: pd.DataFrame, table: str, errors: RowErrors) -> None:
+    """Run the pandera schema lazily and record each failing row with the failed check."""
+    schema = SCHEMAS[table]
+    candidates = df.drop(index=[p for p in errors.problems if p in df.index])
+    try:
+        schema.validate(candidates, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+        file_level = fc[fc["index"].isna()]
+        if len(file_level):  # dtype / column presence problems are not row-level
+            first = file_level.iloc[0]
+            raise DataValidationError("", f"schema check '{first['check']}' failed", column=first["column"]) from exc
+        for _, case in fc.iterrows():
+            pos = int(case["index"])  # positions: the frame keeps the received row order as its index
+            col = case["column"] if isinstance(case["column"], str) else table
+            errors.add([pos], col, f"{case['check']}: {col}={case['failure_case']!r}")
+
+
+def _dedupe(df: pd.DataFrame, table: str, errors: RowErrors) -> pd.DataFrame:
+    """Drop exact re-sent duplicates; quarantine rows that share a key but disagree."""
+    key = KEYS[table] + ([ORDER_BY[table]] if table in ORDER_BY else [])
+    ok = df.drop(index=[p for p in errors.problems if p in df.index])
+    exact = ok.duplicated(keep="first")
+    ok = ok[~exact]
+    clash = ok.duplicated(subset=key, keep=False)
+    errors.add(ok.index[clash], key[0], f"duplicate key {key} with conflicting values")
+    drop = exact.index[exact]
+    if table in ORDER_BY:  # several versions of one record in a batch: only the latest is current
+        ok = ok[~clash].sort_values(ORDER_BY[table], kind="stable")
+        drop = drop.append(ok.index[ok.duplicated(subset=KEYS[table], keep="last")])
+    return df.drop(index=drop)
+
+
+def clean_batch(raw: pd.DataFrame, table: str, file: str, max_bad_fraction: float = 0.05):
+    """Type, validate and de-duplicate one received batch -> (good rows, quarantine rows, n exact dups).
+
+    Raises DataValidationError when the file is structurally wrong or when more than
+    `max_bad_fraction` of its rows fail (the file, not a few rows, is then the problem).
+    """
+    if raw.empty:
+        raise DataValidationError(file, "empty file: no rows")
+    raw = raw.reset_index(drop=True)
+    errors = RowErrors()
+    typed = _coerce(raw, table, file, errors)
+    deduped = _dedupe(typed, table, errors)
+    try:
+        _validate_rows(deduped, table, errors)
+    except DataValidationError as exc:
+        raise DataValidationError(file, exc.reason, exc.column) from exc
+    n_dups = len(typed) - len(deduped)
+    bad_positions = sorted(errors.problems)
+    if len(bad_positions) > max_bad_fraction * len(raw):
+        column, reason = errors.problems[bad_positions[0]]
+        raise DataValidationError(
+            file,
+            f"{len(bad_positions)} of {len(raw)} rows invalid (limit {max_bad_fraction:.0%}); first: {reason}",
+            column=column,
+            rows=[p + 1 for p in bad_positions],
+        )
+    quarantine = pd.DataFrame(
+        {
+            "table": table,
+            "file": file,
+            "row": [p + 1 for p in bad_positions],
+            "column": [errors.problems[p][0] for p in bad_positions],
+            "reason": [errors.problems[p][1] for p in bad_positions],
+            "record": [json.dumps(raw.iloc[p].to_dict(), default=str) for p in bad_positions],
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
+    good = deduped.drop(index=deduped.index.intersection(bad_positions)).reset_index(drop=True)
+    return good[list(COLUMN_TYPES[table])], quarantine, n_dups
+
+
+# --- reading received files --------------------------------------------------------------------
+def read_received(data: bytes, file: str) -> pd.DataFrame:
+    """Parse received bytes (CSV or JSON records) into a frame of strings, refusing empty/mis-delimited files."""
+    if not data.strip():
+        raise DataValidationError(file, "empty file")
+    if file.endswith(".json"):
+        try:
+            records = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise DataValidationError(file, f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        if isinstance(records, dict):
+            records = records.get("records", records.get("result"))
+        if not isinstance(records, list):
+            raise DataValidationError(file, "expected a JSON array of records")
+        return pd.DataFrame.from_records(records, coerce_float=False).astype(object)
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.ParserError as exc:
+        raise DataValidationError(file, f"not a readable CSV: {exc}") from exc
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if sep in header:
+                raise DataValidationError(file, f"wrong delimiter: header is {name}-separated, expected commas")
+    return frame
+
+
+# --- silver storage ---------------------------------------------------------------------------
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write bytes via a temp file in the same directory and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write a frame as parquet atomically (never a half-written table)."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(buf.getvalue(), path)
+
+
+def read_silver(silver_dir: Path, table: str) -> pd.DataFrame:
+    """The current silver table, or an empty one with the right columns."""
+    path = Path(silver_dir) / SILVER_TABLES[table]
+    if path.exists():
+        return pd.read_parquet(path)
+    cols = QUARANTINE_COLUMNS if table == "quarantine" else list(COLUMN_TYPES[table])
+    return pd.DataFrame(columns=cols)
+
+
+def upsert(current: pd.DataFrame, new: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Merge new rows into a table by key: the latest `sys_updated_at` (else the newer batch) wins."""
+    key = KEYS[table]
+    if current.empty:
+        merged = new.copy()
+    elif new.empty:
+        merged = current.copy()
+    else:
+        merged = pd.concat([current.astype(new.dtypes.to_dict()), new], ignore_index=True)
+    merged["_arrival"] = np.arange(len(merged))
+    order = [ORDER_BY[table], "_arrival"] if table in ORDER_BY else ["_arrival"]
+    merged = merged.sort_values(order, kind="stable").drop_duplicates(subset=key, keep="last")
+    return merged.drop(columns="_arrival").sort_values(key, kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did to silver: counts for the log and metrics."""
+
+    table: str
+    file: str
+    sha256: str
+    rows_received: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    silver_rows: int = 0
+    skipped: bool = False
+
+
+def _bronze_path(bronze_dir: Path, table: str, file: str, digest: str) -> Path:
+    name = Path(file).name
+    return bronze_dir / table / f"{digest[:12]}__{name}"
+
+
+def ingest_batch(
+    data: bytes,
+    file: str,
+    table: str,
+    root: Path,
+    *,
+    parse: Callable[[bytes, str], pd.DataFrame] = read_received,
+    max_bad_fraction: float = 0.05,
+) -> BatchResult:
+    """Land one received batch: keep it in bronze, validate it, upsert its good rows into silver."""
+    root = Path(root)
+    bronze, silver = root / "bronze", root / "silver"
+    digest = hashlib.sha256(data).hexdigest()
+    result = BatchResult(table=table, file=file, sha256=digest)
+    ledger_path = silver / LEDGER
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else []
+    if any(e["sha256"] == digest and e["table"] == table for e in ledger):
+        result.skipped = True
+        result.silver_rows = len(read_silver(silver, table))
+        return result
+    bronze_file = _bronze_path(bronze, table, file, digest)
+    if not bronze_file.exists():  # bronze is never rewritten
+        atomic_write_bytes(data, bronze_file)
+    raw = parse(data, file)
+    good, quarantine, n_dups = clean_batch(raw, table, file, max_bad_fraction)
+    merged = upsert(read_silver(silver, table), good, table)
+    atomic_write_parquet(merged, silver / SILVER_TABLES[table])
+    if len(quarantine):
+        q = pd.concat([read_silver(silver, "quarantine"), quarantine], ignore_index=True)
+        atomic_write_parquet(q.drop_duplicates(ignore_index=True), silver / SILVER_TABLES["quarantine"])
+    result.rows_received, result.rows_loaded = len(raw), len(good)
+    result.rows_quarantined, result.rows_duplicate, result.silver_rows = len(quarantine), n_dups, len(merged)
+    ledger.append({"table": table, "file": Path(file).name, "sha256": digest})
+    atomic_write_bytes(json.dumps(ledger, indent=1).encode(), ledger_path)
+    return result
+
+
+def ingest_file(path: str | os.PathLike, table: str, root: Path, **kw) -> BatchResult:
+    """Read a file's bytes and ingest them as one batch (the path is only used here and in messages)."""
+    path = Path(path)
+    return ingest_batch(path.read_bytes(), str(path), table, root, **kw)
+
+
+# --- sources ----------------------------------------------------------------------------------
+def _frame_parser(loader: Callable[[Path], pd.DataFrame]) -> Callable[[bytes, str], pd.DataFrame]:
+    """Adapt a real-data loader (path -> canonical frame) to the bytes parser interface."""
+
+    def parse(data: bytes, file: str) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / Path(file).name
+            p.write_bytes(data)
+            frame = loader(p)
+        return frame.astype(object).where(frame.notna(), None)
+
+    return parse
+
+
+def landing_batches(landing: Path, domain: str) -> list[tuple[str, Path]]:
+    """The synthetic export's files for a domain, oldest batch first, with the silver table each feeds."""
+    d = Path(landing) / domain
+    if domain == "sensors":
+        out = [("sensor_readings", p) for p in sorted(d.glob("readings_*.csv"))]
+        if (d / "anomaly_windows.csv").exists():
+            out.append(("anomaly_windows", d / "anomaly_windows.csv"))
+        return out
+    return [("incidents", p) for p in sorted(d.glob("incidents_*.json"))]
+
+
+def run(params: dict, *, root: Path | None = None) -> dict:
+    """Ingest every configured source into bronze/silver and return counts for metrics/ingest.json."""
+    cfg = params["ingest"]
+    root = resolve(root or cfg.get("root", "data"))
+    landing = resolve(cfg.get("landing", "data/landing"))
+    max_bad = float(cfg.get("max_bad_row_fraction", 0.05))
+    results: list[BatchResult] = []
+    for domain, source in cfg["sources"].items():
+        kind = source["kind"]
+        if kind == "synthetic":
+            for table, path in landing_batches(landing, domain):
+                results.append(ingest_file(path, table, root, max_bad_fraction=max_bad))
+        elif kind == "nab":
+            from ml import sources
+
+            data_dir = resolve(source["path"])
+            for csv in sorted((data_dir / "data").rglob("*.csv")):
+                sid = str(csv.relative_to(data_dir / "data").with_suffix(""))
+                parse = _frame_parser(lambda p, sid=sid: sources.read_nab_csv(p, sensor_id=sid))
+                results.append(ingest_file(csv, "sensor_readings", root, parse=parse, max_bad_fraction=max_bad))
+            labels = data_dir / "labels" / "combined_windows.json"
+            if labels.exists():
+                parse = _frame_parser(sources.read_nab_labels)
+                results.append(ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad))
+        elif kind == "servicenow_eventlog":
+            from ml import sources
+
+            parse = _frame_parser(sources.load_incident_event_log)
+            path = resolve(source["path"])
+            results.append(ingest_file(path, "incidents", root, parse=parse, max_bad_fraction=max_bad))
+        else:
+            raise ValueError(f"params.yaml ingest.sources.{domain}.kind: unknown source kind {kind!r}")
+    silver = root / "silver"
+    counts = {
+        "bronze_files": sum(1 for p in (root / "bronze").rglob("*") if p.is_file()),
+        "bronze_rows": int(sum(r.rows_received for r in results)),
+        "silver_rows": {t: len(read_silver(silver, t)) for t in SILVER_TABLES},
+        "batches": [asdict(r) for r in results],
+    }
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ml.ingest", description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--metrics", default=None, help="write counts as JSON here (DVC metrics)")
+    ap.add_argument("--fresh", action="store_true", help="remove bronze/silver first (rebuild from the sources)")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    root = resolve(params["ingest"].get("root", "data"))
+    if args.fresh:
+        for d in ("bronze", "silver"):
+            shutil.rmtree(root / d, ignore_errors=True)
+    try:
+        counts = run(params)
+    except DataValidationError as exc:
+        print(f"ingest refused a file: {exc}", file=sys.stderr)
+        return 2
+    for b in counts["batches"]:
+        state = "skipped (already in silver)" if b["skipped"] else (
+            f"{b['rows_loaded']} loaded, {b['rows_quarantined']} quarantined, {b['rows_duplicate']} duplicates")
+        print(f"  {b['table']:<16} {Path(b['file']).name:<40} {state}")
+    print(f"silver rows: {counts['silver_rows']}")
+    if args.metrics:
+        summary = {k: v for k, v in counts.items() if k != "batches"}
+        summary["batches"] = len(counts["batches"])
+        atomic_write_bytes((json.dumps(summary, indent=2) + "\n").encode(), resolve(args.metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Render executed notebooks to HTML and write docs/ml/index.html linking pages, charts and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+from pathlib import Path
+
+from ml.config import METRICS, ROOT
+from ml.notebooks import render_html
+
+
+def build_index(index: Path, pages: list[Path], charts_root: Path, metrics_dir: Path = METRICS) -> Path:
+    """A plain static index: rendered notebooks, charts per stage, and the DVC metrics as tables."""
+    base = index.parent
+    rel = lambda p: html.escape(str(Path(p).resolve().relative_to(base.resolve())))  # noqa: E731
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>opslab reports</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+             "img{max-width:30em;border:1px solid #ddd;margin:.3em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}</style></head><body>",
+             "<h1>opslab: rendered notebooks, charts and metrics</h1>", "<h2>Notebooks</h2><ul>"]
+    parts += [f"<li><a href='{rel(p)}'>{html.escape(p.stem)}</a></li>" for p in sorted(pages)]
+    parts.append("</ul><h2>Charts</h2>")
+    for stage in sorted(d for d in charts_root.iterdir() if d.is_dir() and any(d.glob("*.png"))):
+        parts.append(f"<h3>{html.escape(stage.name)}</h3><div>")
+        parts += [f"<a href='{rel(p)}'><img src='{rel(p)}' alt='{html.escape(p.stem)}'></a>"
+                  for p in sorted(stage.glob("*.png"))]
+        parts.append("</div>")
+    parts.append("<h2>Metrics (DVC)</h2>")
+    for m in sorted(metrics_dir.glob("*.json")):
+        flat = _flatten(json.loads(m.read_text()))
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in flat.items())
+        parts.append(f"<h3>{html.escape(m.name)}</h3><table>{rows}</table>")
+    parts.append("</body></html>")
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text("\n".join(parts), encoding="utf-8")
+    return index
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            out[key] = f"{len(v)} entries"
+        else:
+            out[key] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ml.report", description=__doc__.splitlines()[0])
+    ap.add_argument("--executed", default="build/notebooks")
+    ap.add_argument("--html", default="docs/ml/html")
+    ap.add_argument("--index", default="docs/ml/index.html")
+    args = ap.parse_args(argv)
+    executed = sorted((ROOT / args.executed).glob("*.ipynb"))
+    pages = [render_html(nb, ROOT / args.html) for nb in executed]
+    index = build_index(ROOT / args.index, pages, ROOT / "docs" / "ml")
+    for p in pages:
+        print(f"  rendered {p.relative_to(ROOT)}")
+    print(f"index: {index.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

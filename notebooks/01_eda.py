@@ -1,0 +1,207 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Exploratory data analysis: sensors and incidents
+#
+# What the data looks like before any model touches it. Two domains:
+#
+# * **Sensors**: telemetry readings `(sensor_id, timestamp, value)` with labelled anomaly windows.
+# * **Incidents**: ServiceNow-style tickets with open-time fields, free text and outcomes (SLA, time to resolve).
+#
+# The notebook reads the silver/gold tables built by `dvc repro ingest featurize` (synthetic by
+# default; `params.yaml → ingest.sources` points at real exports). Every chart is saved to
+# `docs/ml/eda/` and the headline numbers are recorded in `metrics/eda.json`.
+# When `../shared/data` is present, the last section repeats the key views on the **real** samples
+# (NAB sensor files and the UCI ServiceNow event log) through the same loaders.
+
+# %% tags=["parameters"]
+PARAMS_FILE = "params.yaml"
+SMOKE = False
+
+# %%
+import json
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from ml import eda, plots, sources
+from ml.config import SHARED_DATA, load_params, resolve
+from ml.features import label_windows, sensor_grid
+
+params = load_params(PARAMS_FILE)
+cfg = params["eda"]
+CHARTS = resolve(cfg["charts"])
+silver_dir, gold_dir = resolve(params["features"]["silver"]), resolve(params["features"]["gold"])
+plots.use_style()
+pd.set_option("display.width", 160, "display.max_columns", 20)
+
+series = pd.read_parquet(gold_dir / "sensor_series.parquet")
+windows = pd.read_parquet(silver_dir / "anomaly_windows.parquet")
+incidents = pd.read_parquet(silver_dir / "incidents.parquet")
+if SMOKE:  # a quick look for tests: a few sensors, a slice of tickets
+    keep = sorted(series["sensor_id"].unique())[: cfg["smoke_sensors"]]
+    series, windows = series[series["sensor_id"].isin(keep)], windows[windows["sensor_id"].isin(keep)]
+    incidents = incidents.sort_values("opened_at").tail(cfg["smoke_incidents"]).reset_index(drop=True)
+DATA = cfg["data_name"]
+saved = []
+print(f"{series['sensor_id'].nunique()} sensors, {len(series):,} grid rows; {len(incidents):,} incidents")
+
+# %% [markdown]
+# ## Sensors: coverage and missing readings
+#
+# One row per sensor. `expected_rows` is the regular grid between a sensor's first and last reading;
+# `missing_pct` the share of that grid with no reading. Models must tolerate these gaps (the feature
+# transforms forward-fill causally; forecasting resamples). `windows` counts labelled anomaly windows.
+
+# %%
+coverage = eda.sensor_coverage(series, windows)
+display(coverage)
+saved.append(plots.save(eda.plot_missingness(series, DATA), CHARTS, "sensor_missingness"))
+
+# %% [markdown]
+# The heatmap shows **where** readings are missing: isolated dots are dropped readings, horizontal
+# runs are outages. Missing readings are absent rows in the feed, not zeros.
+
+# %% [markdown]
+# ## Sensors: seasonality
+#
+# Each reading divided by its sensor's mean, averaged by hour of day and by day of week (band = middle
+# 50% of sensors). A flat line means no seasonality; CPU and request rate follow working hours and
+# drop at weekends, which is why the forecasters use daily and weekly seasonal terms and the anomaly
+# features include time-of-day encodings.
+
+# %%
+saved.append(plots.save(eda.plot_seasonality(series, DATA), CHARTS, "sensor_seasonality"))
+
+# %% [markdown]
+# ## Sensors: distributions, normal vs anomalous
+#
+# Readings inside labelled windows against the rest, per kind. Spikes and level shifts sit in the
+# tails; stuck values and slow drifts hide *inside* the normal range, so a per-value threshold cannot
+# find them: they need window features (rolling spread, differences).
+
+# %%
+saved.append(plots.save(eda.plot_distributions(series, DATA), CHARTS, "sensor_distributions"))
+
+# %% [markdown]
+# ## Sensors: labelled anomaly windows
+#
+# One sensor per kind with its windows shaded and named by anomaly kind. These windows are the
+# ground truth for the event-level scores of the anomaly notebook.
+
+# %%
+examples = eda.pick_sensors_per_kind(coverage)
+saved.append(plots.save(eda.plot_anomaly_windows(series, windows, examples, DATA), CHARTS, "sensor_anomaly_windows"))
+display(windows.groupby("anomaly_kind").size().rename("windows").to_frame())
+
+# %% [markdown]
+# ## Incidents: headline numbers and volume
+
+# %%
+summary = eda.incident_summary(incidents)
+display(summary.to_frame("value"))
+saved.append(plots.save(eda.plot_incident_volume(incidents, DATA), CHARTS, "incident_volume"))
+
+# %% [markdown]
+# Weekly volume by priority. Most tickets are P3–P4; P1s are rare. A change in mix over time (for
+# example a new system going live) is what the drift monitoring later has to notice.
+
+# %% [markdown]
+# ## Incidents: SLA breach rates
+#
+# Share of **closed** incidents that missed their SLA target, by priority and by assignment group
+# (`n` = closed tickets). Differences between groups are what makes breach risk learnable from
+# open-time fields; open incidents have no outcome yet and are left out.
+
+# %%
+saved.append(plots.save(eda.plot_breach_rates(incidents, DATA), CHARTS, "incident_breach_rates"))
+
+# %% [markdown]
+# ## Incidents: the resolution-time tail
+#
+# Share of incidents not yet resolved after *x* hours, per priority, on log–log axes. A straight-ish
+# descent on these axes is a heavy (power-law-like) tail: a few tickets take weeks. That is why the
+# time-to-resolve model works on log-hours and reports quantiles rather than a mean.
+
+# %%
+saved.append(plots.save(eda.plot_ttr_tail(incidents, DATA), CHARTS, "incident_ttr_tail"))
+
+# %% [markdown]
+# ## Incidents: ticket text
+#
+# Text length by category, and the words most over-represented in each assignment group (lift over
+# all tickets). Distinct top terms per group mean the text carries the routing signal; shared words
+# ("error", "slow", "not working") and vague tickets are why triage must be allowed to abstain.
+
+# %%
+saved.append(plots.save(eda.plot_text_lengths(incidents, DATA), CHARTS, "incident_text_length"))
+display(eda.top_terms_by(incidents, "assignment_group"))
+
+# %% [markdown]
+# ## Real data samples (when `../shared/data` is present)
+#
+# The same loaders on real exports: four NAB files (realKnownCause) with their labelled windows, and
+# the first 3,000 incidents of the UCI ServiceNow event log collapsed to one row per incident with
+# open-time fields from the first event and outcomes from the last. The UCI log has no ticket text
+# and almost no CI, and this early slice breaches far more often than the full log (README): it proves
+# the pipeline, it does not measure model quality.
+
+# %%
+real = {}
+nab_dir, uci_file = SHARED_DATA / "nab_sample", SHARED_DATA / "incidents_uci_sample" / "incident_event_log_sample.csv"
+if nab_dir.exists() and uci_file.exists():
+    nab_readings, nab_windows = sources.load_nab_dir(nab_dir)
+    nab_series = label_windows(sensor_grid(nab_readings), nab_windows)
+    nab_cov = eda.sensor_coverage(nab_series, nab_windows)
+    display(nab_cov)
+    saved.append(plots.save(eda.plot_anomaly_windows(nab_series, nab_windows, list(nab_cov.index), "NAB sample"),
+                            CHARTS, "real_nab_anomaly_windows"))
+    uci = sources.load_incident_event_log(uci_file)
+    uci_summary = eda.incident_summary(uci)
+    display(pd.concat({DATA: summary, "UCI event-log sample": uci_summary}, axis=1))
+    saved.append(plots.save(eda.plot_breach_rates(uci, "UCI sample"), CHARTS, "real_uci_breach_rates"))
+    saved.append(plots.save(eda.plot_ttr_tail(uci, "UCI sample"), CHARTS, "real_uci_ttr_tail"))
+    real = {"nab_sensors": int(nab_cov.shape[0]), "nab_windows": int(len(nab_windows)),
+            "uci_incidents": int(len(uci)), "uci_breach_rate_pct": float(uci_summary["SLA breach rate (closed, %)"])}
+else:
+    display(Markdown("`../shared/data` is not here (a fresh clone): real-data views skipped."))
+
+# %% [markdown]
+# ## Recorded results
+#
+# The numbers below go to `metrics/eda.json` (a DVC metric) and are read back by the notebook smoke test.
+
+# %% tags=["opslab-record"]
+record = {
+    "data": DATA,
+    "smoke": SMOKE,
+    "sensors": int(series["sensor_id"].nunique()),
+    "sensor_kinds": int(series["kind"].nunique()),
+    "sensor_grid_rows": int(len(series)),
+    "sensor_missing_pct": round(float(100 * series["is_missing"].mean()), 3),
+    "anomaly_windows": int(len(windows)),
+    "anomaly_kinds": int(windows["anomaly_kind"].nunique()),
+    "incidents": int(summary["incidents"]),
+    "incidents_open": int(summary["still open"]),
+    "sla_breach_rate_pct": float(summary["SLA breach rate (closed, %)"]),
+    "ttr_median_hours": float(summary["median hours to resolve"]),
+    "ttr_p90_hours": float(summary["P90 hours to resolve"]),
+    "charts": sorted(Path(p).name for p in saved),
+    "real": real,
+}
+metrics_file = resolve(cfg["metrics"])
+metrics_file.parent.mkdir(parents=True, exist_ok=True)
+metrics_file.write_text(json.dumps(record, indent=2) + "\n")
+print(json.dumps(record))
