@@ -112,17 +112,14 @@ def incident_text(incidents: pd.DataFrame) -> pd.Series:
 
 
 def group_load(opened_at: pd.Series, group: pd.Series, window: str = "24h") -> pd.Series:
-    """Incidents opened for the same group in the `window` before each one (known at open time)."""
-    frame = pd.DataFrame({"t": opened_at.to_numpy(), "g": group.fillna("?").to_numpy()}, index=opened_at.index)
-    frame = frame.sort_values("t", kind="stable")
-    frame["one"] = 1.0
-    counts = (
-        frame.groupby("g", sort=False)
-        .rolling(window, on="t", closed="left")["one"]
-        .sum()
-        .reset_index(level=0, drop=True)
-    )
-    return counts.reindex(opened_at.index).fillna(0).astype(int).rename("group_load_24h")
+    """Incidents opened for the same group in the `window` strictly before each one (known at open time)."""
+    out = pd.Series(0, index=opened_at.index, dtype=int, name="group_load_24h")
+    span = pd.Timedelta(window)
+    for _, idx in opened_at.groupby(group.fillna("?").to_numpy()).groups.items():
+        times = np.sort(opened_at.loc[idx].to_numpy())
+        own = opened_at.loc[idx].to_numpy()
+        out.loc[idx] = np.searchsorted(times, own, "left") - np.searchsorted(times, own - span, "left")
+    return out
 
 
 def incident_open_features(incidents: pd.DataFrame) -> pd.DataFrame:
