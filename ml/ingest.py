@@ -173,7 +173,10 @@ def _validate_rows(df: pd.DataFrame, table: str, errors: RowErrors) -> None:
             raise DataValidationError("", f"schema check '{first['check']}' failed", column=first["column"]) from exc
         for _, case in fc.iterrows():
             pos = int(case["index"])  # positions: the frame keeps the received row order as its index
-            col = case["column"] if isinstance(case["column"], str) else table
+            col = case["column"]
+            if not isinstance(col, str):  # a frame-level check names its column before a colon
+                head = str(case["check"]).split(":")[0]
+                col = head if head in df.columns else table
             errors.add([pos], col, f"{case['check']}: {col}={case['failure_case']!r}")
 
 

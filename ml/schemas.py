@@ -8,6 +8,9 @@ from pandera.pandas import Check, Column
 # --- Sensors ----------------------------------------------------------------------------------
 READING_KEY = ["sensor_id", "timestamp"]
 READING_COLUMNS = ["sensor_id", "kind", "unit", "timestamp", "value"]
+# Kinds whose readings are counts, rates or shares: a negative value is a broken reading. Other kinds
+# (temperature, generic NAB series) may legitimately go below zero.
+NON_NEGATIVE_KINDS = ["cpu_pct", "memory_pct", "request_rate", "disk_io"]
 
 sensor_readings = pa.DataFrameSchema(
     {
@@ -17,13 +20,17 @@ sensor_readings = pa.DataFrameSchema(
         "timestamp": Column("datetime64[ns]", nullable=False),
         "value": Column(
             float,
-            [
-                Check(lambda s: s.abs() != float("inf"), element_wise=False, error="value is infinite"),
-                Check.ge(0, error="negative reading"),
-            ],
+            Check(lambda s: s.abs() != float("inf"), element_wise=False, error="value is infinite"),
             nullable=False,
         ),
     },
+    checks=[
+        Check(
+            lambda d: ~d["kind"].isin(NON_NEGATIVE_KINDS) | (d["value"] >= 0),
+            name="value: negative reading",
+            error="value: negative reading for a kind that cannot be negative",
+        )
+    ],
     unique=READING_KEY,
     strict="filter",
     coerce=False,
