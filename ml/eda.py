@@ -164,6 +164,7 @@ def plot_breach_rates(incidents: pd.DataFrame, data_name: str) -> plt.Figure:
     order_p = sorted(closed["priority_name"].dropna().unique())
     sns.barplot(closed, x="priority_name", y="breached_pct", order=order_p, ax=a, errorbar=None)
     a.set(title=f"SLA breach rate by priority ({data_name})", xlabel="priority", ylabel="breached (%)")
+    a.tick_params(axis="x", rotation=30)
     by_group = closed.groupby("assignment_group")["breached_pct"].agg(["mean", "size"]).sort_values("mean")
     b.barh(by_group.index, by_group["mean"])
     for y, (m, n) in enumerate(by_group.itertuples(index=False)):

@@ -38,6 +38,7 @@ def sensor_grid(readings: pd.DataFrame, freq: str | None = None) -> pd.DataFrame
     parts = []
     for sid, g in readings.sort_values(["sensor_id", "timestamp"]).groupby("sensor_id", sort=True):
         g = g.set_index("timestamp")
+        g = g[~g.index.duplicated(keep="last")]  # a repeated timestamp (NAB has some): the later reading stands
         step = infer_freq(g.index.to_series()) if freq in (None, "auto") else pd.Timedelta(freq)
         full = pd.date_range(g.index.min(), g.index.max(), freq=step)
         v = g["value"].reindex(full)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -78,7 +80,7 @@ saved.append(plots.save(eda.plot_missingness(series, DATA), CHARTS, "sensor_miss
 # ## Sensors: seasonality
 #
 # Each reading divided by its sensor's mean, averaged by hour of day and by day of week (band = middle
-# 50% of sensors). A flat line means no seasonality; CPU and request rate follow working hours and
+# 50% of readings). A flat line means no seasonality; CPU and request rate follow working hours and
 # drop at weekends, which is why the forecasters use daily and weekly seasonal terms and the anomaly
 # features include time-of-day encodings.
 
