@@ -42,11 +42,20 @@ def plot_missingness(series: pd.DataFrame, data_name: str) -> plt.Figure:
         .mul(100)
     )
     fig, ax = plt.subplots(figsize=(11, max(3, 0.25 * len(daily))))
-    sns.heatmap(daily, ax=ax, cmap="rocket_r", vmin=0, vmax=max(5, float(np.nanmax(daily.to_numpy()))),
-                cbar_kws={"label": "missing readings (%)"},
-                xticklabels=max(1, daily.shape[1] // 10))
-    ax.set_xticklabels([pd.Timestamp(t.get_text()).strftime("%Y-%m-%d") for t in ax.get_xticklabels()],
-                       rotation=45, ha="right")
+    sns.heatmap(
+        daily,
+        ax=ax,
+        cmap="rocket_r",
+        vmin=0,
+        vmax=max(5, float(np.nanmax(daily.to_numpy()))),
+        cbar_kws={"label": "missing readings (%)"},
+        xticklabels=max(1, daily.shape[1] // 10),
+    )
+    ax.set_xticklabels(
+        [pd.Timestamp(t.get_text()).strftime("%Y-%m-%d") for t in ax.get_xticklabels()],
+        rotation=45,
+        ha="right",
+    )
     ax.set(title=f"Missing readings per sensor and day ({data_name})", xlabel="day", ylabel="sensor")
     return fig
 
@@ -65,11 +74,17 @@ def plot_seasonality(series: pd.DataFrame, data_name: str) -> plt.Figure:
     prof = seasonal_profile(series)
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
     sns.lineplot(prof, x="hour", y="relative", hue="kind", ax=a, errorbar=("pi", 50))
-    a.set(title=f"Daily profile by sensor kind ({data_name})", xlabel="hour of day",
-          ylabel="reading / sensor mean (ratio)")
+    a.set(
+        title=f"Daily profile by sensor kind ({data_name})",
+        xlabel="hour of day",
+        ylabel="reading / sensor mean (ratio)",
+    )
     sns.lineplot(prof, x="weekday", y="relative", hue="kind", ax=b, errorbar=("pi", 50), legend=False)
-    b.set(title="Weekly profile by sensor kind", xlabel="day of week (0 = Monday)",
-          ylabel="reading / sensor mean (ratio)")
+    b.set(
+        title="Weekly profile by sensor kind",
+        xlabel="day of week (0 = Monday)",
+        ylabel="reading / sensor mean (ratio)",
+    )
     return fig
 
 
@@ -79,16 +94,25 @@ def plot_distributions(series: pd.DataFrame, data_name: str) -> plt.Figure:
     fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 3.8), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         part = series[(series["kind"] == kind) & series["value"].notna()]
-        sns.histplot(part, x="value", hue="is_anomaly", stat="density", common_norm=False, bins=50, ax=ax,
-                     element="step")
+        sns.histplot(
+            part,
+            x="value",
+            hue="is_anomaly",
+            stat="density",
+            common_norm=False,
+            bins=50,
+            ax=ax,
+            element="step",
+        )
         unit = part["unit"].dropna().iloc[0] if part["unit"].notna().any() else "value"
         ax.set(title=f"{kind} ({data_name})", xlabel=f"reading ({unit})", ylabel="density")
     fig.suptitle("Reading distributions by kind: normal vs inside anomaly windows", fontweight="bold")
     return fig
 
 
-def plot_anomaly_windows(series: pd.DataFrame, windows: pd.DataFrame, sensors: list[str],
-                         data_name: str) -> plt.Figure:
+def plot_anomaly_windows(
+    series: pd.DataFrame, windows: pd.DataFrame, sensors: list[str], data_name: str
+) -> plt.Figure:
     """Sensor series with their labelled anomaly windows shaded and named by kind."""
     fig, axes = plt.subplots(len(sensors), 1, figsize=(12, 2.4 * len(sensors)), squeeze=False, sharex=False)
     kinds = sorted(windows["anomaly_kind"].unique()) if len(windows) else []
@@ -141,16 +165,18 @@ def incident_summary(incidents: pd.DataFrame) -> pd.Series:
 
 def plot_incident_volume(incidents: pd.DataFrame, data_name: str, freq: str = "W") -> plt.Figure:
     """Incidents opened per week, stacked by priority."""
-    counts = (
-        incidents.assign(period=incidents["opened_at"].dt.to_period(freq).dt.start_time,
-                         priority=incidents["priority"].map(PRIORITY_NAMES))
-        .pivot_table(index="period", columns="priority", values="number", aggfunc="count", fill_value=0)
-    )
+    counts = incidents.assign(
+        period=incidents["opened_at"].dt.to_period(freq).dt.start_time,
+        priority=incidents["priority"].map(PRIORITY_NAMES),
+    ).pivot_table(index="period", columns="priority", values="number", aggfunc="count", fill_value=0)
     fig, ax = plt.subplots()
     ax.stackplot(counts.index, counts.T.to_numpy(), labels=counts.columns, alpha=0.85)
     ax.legend(loc="upper left", fontsize=8)
-    ax.set(title=f"Incidents opened per week by priority ({data_name})", xlabel="week",
-           ylabel="incidents opened (count / week)")
+    ax.set(
+        title=f"Incidents opened per week by priority ({data_name})",
+        xlabel="week",
+        ylabel="incidents opened (count / week)",
+    )
     return fig
 
 
@@ -182,8 +208,13 @@ def plot_ttr_tail(incidents: pd.DataFrame, data_name: str) -> plt.Figure:
         hours = np.sort(g["target_ttr_hours"].clip(lower=1 / 60).to_numpy())
         surv = 1.0 - np.arange(len(hours)) / len(hours)
         ax.step(hours, surv, where="post", label=f"{PRIORITY_NAMES.get(p, p)} (n={len(hours)})")
-    ax.set(xscale="log", yscale="log", title=f"Time to resolve: share still open after x hours ({data_name})",
-           xlabel="hours since opened (log)", ylabel="share not yet resolved (log)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        title=f"Time to resolve: share still open after x hours ({data_name})",
+        xlabel="hours since opened (log)",
+        ylabel="share not yet resolved (log)",
+    )
     ax.legend(fontsize=8)
     return fig
 
@@ -210,8 +241,13 @@ def top_terms_by(incidents: pd.DataFrame, column: str, n_terms: int = 6, min_df:
         mask = labels == label
         share = np.asarray(X[mask].mean(axis=0)).ravel()
         lift = share / overall * (share > 0.05)
-        rows.append({column: label, "tickets": int(mask.sum()),
-                     "top terms": ", ".join(terms[np.argsort(-lift)[:n_terms]])})
+        rows.append(
+            {
+                column: label,
+                "tickets": int(mask.sum()),
+                "top terms": ", ".join(terms[np.argsort(-lift)[:n_terms]]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -220,6 +256,9 @@ def plot_text_lengths(incidents: pd.DataFrame, data_name: str) -> plt.Figure:
     stats = text_stats(incidents).assign(category=incidents["category"].fillna("(none)").to_numpy())
     fig, ax = plt.subplots()
     sns.histplot(stats, x="words", hue="category", multiple="stack", bins=40, ax=ax)
-    ax.set(title=f"Ticket text length by category ({data_name})", xlabel="words per ticket (count)",
-           ylabel="tickets (count)")
+    ax.set(
+        title=f"Ticket text length by category ({data_name})",
+        xlabel="words per ticket (count)",
+        ylabel="tickets (count)",
+    )
     return fig

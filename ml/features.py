@@ -38,7 +38,9 @@ def sensor_grid(readings: pd.DataFrame, freq: str | None = None) -> pd.DataFrame
     parts = []
     for sid, g in readings.sort_values(["sensor_id", "timestamp"]).groupby("sensor_id", sort=True):
         g = g.set_index("timestamp")
-        g = g[~g.index.duplicated(keep="last")]  # a repeated timestamp (NAB has some): the later reading stands
+        g = g[
+            ~g.index.duplicated(keep="last")
+        ]  # a repeated timestamp (NAB has some): the later reading stands
         step = infer_freq(g.index.to_series()) if freq in (None, "auto") else pd.Timedelta(freq)
         full = pd.date_range(g.index.min(), g.index.max(), freq=step)
         v = g["value"].reindex(full)
@@ -170,8 +172,19 @@ def build_gold(silver: dict[str, pd.DataFrame], params: dict) -> dict[str, pd.Da
         closed = ~table["is_open"]
         gold["incident_sla"] = table[closed & table["target_breached"].notna()].drop(columns="is_open")
         gold["incident_ttr"] = table[closed & table["target_ttr_hours"].notna()].drop(columns="is_open")
-        text = table[["number", "opened_at", "text", "category", "subcategory", "assignment_group", "cmdb_ci",
-                      "is_open", "target_ttr_hours"]].copy()
+        text = table[
+            [
+                "number",
+                "opened_at",
+                "text",
+                "category",
+                "subcategory",
+                "assignment_group",
+                "cmdb_ci",
+                "is_open",
+                "target_ttr_hours",
+            ]
+        ].copy()
         text["owning_team"] = incidents["owning_team"].to_numpy()
         text["truth_root_cause"] = incidents["root_cause"].to_numpy()  # evaluation only, never a feature
         gold["incident_text"] = text
@@ -197,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_parquet(frame, out / f"{name}.parquet")
         print(f"  gold/{name}.parquet: {len(frame):,} rows x {frame.shape[1]} columns")
     if args.metrics:
-        Path(resolve(args.metrics)).write_text(json.dumps({"gold_rows": {k: len(v) for k, v in gold.items()}},
-                                                          indent=2) + "\n")
+        Path(resolve(args.metrics)).write_text(
+            json.dumps({"gold_rows": {k: len(v) for k, v in gold.items()}}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -123,8 +123,9 @@ def _coerce(raw: pd.DataFrame, table: str, file: str, errors: RowErrors) -> pd.D
     types = COLUMN_TYPES[table]
     missing = [c for c in types if c not in raw.columns and c not in OPTIONAL_COLUMNS[table]]
     if missing:
-        raise DataValidationError(file, f"missing required column(s) {missing}; found {list(raw.columns)}",
-                                  column=missing[0])
+        raise DataValidationError(
+            file, f"missing required column(s) {missing}; found {list(raw.columns)}", column=missing[0]
+        )
     out = pd.DataFrame(index=raw.index)
     for col, kind in types.items():
         s = raw[col] if col in raw.columns else pd.Series([None] * len(raw), index=raw.index, dtype=object)
@@ -170,7 +171,9 @@ def _validate_rows(df: pd.DataFrame, table: str, errors: RowErrors) -> None:
         file_level = fc[fc["index"].isna()]
         if len(file_level):  # dtype / column presence problems are not row-level
             first = file_level.iloc[0]
-            raise DataValidationError("", f"schema check '{first['check']}' failed", column=first["column"]) from exc
+            raise DataValidationError(
+                "", f"schema check '{first['check']}' failed", column=first["column"]
+            ) from exc
         for _, case in fc.iterrows():
             pos = int(case["index"])  # positions: the frame keeps the received row order as its index
             col = case["column"]
@@ -259,7 +262,9 @@ def read_received(data: bytes, file: str) -> pd.DataFrame:
         header = str(frame.columns[0])
         for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
             if sep in header:
-                raise DataValidationError(file, f"wrong delimiter: header is {name}-separated, expected commas")
+                raise DataValidationError(
+                    file, f"wrong delimiter: header is {name}-separated, expected commas"
+                )
     return frame
 
 
@@ -323,6 +328,7 @@ class BatchResult:
     rows_duplicate: int = 0
     silver_rows: int = 0
     skipped: bool = False
+    quarantined: list[str] = field(default_factory=list)  # the first 5, "row N (column): reason"
 
 
 def _bronze_path(bronze_dir: Path, table: str, file: str, digest: str) -> Path:
@@ -360,6 +366,7 @@ def ingest_batch(
     if len(quarantine):
         q = pd.concat([read_silver(silver, "quarantine"), quarantine], ignore_index=True)
         atomic_write_parquet(q.drop_duplicates(ignore_index=True), silver / SILVER_TABLES["quarantine"])
+    result.quarantined = [f"row {r.row} ({r.column}): {r.reason}" for r in quarantine.head(5).itertuples()]
     result.rows_received, result.rows_loaded = len(raw), len(good)
     result.rows_quarantined, result.rows_duplicate, result.silver_rows = len(quarantine), n_dups, len(merged)
     ledger.append({"table": table, "file": Path(file).name, "sha256": digest})
@@ -417,11 +424,15 @@ def run(params: dict, *, root: Path | None = None) -> dict:
             for csv in sorted((data_dir / "data").rglob("*.csv")):
                 sid = str(csv.relative_to(data_dir / "data").with_suffix(""))
                 parse = _frame_parser(lambda p, sid=sid: sources.read_nab_csv(p, sensor_id=sid))
-                results.append(ingest_file(csv, "sensor_readings", root, parse=parse, max_bad_fraction=max_bad))
+                results.append(
+                    ingest_file(csv, "sensor_readings", root, parse=parse, max_bad_fraction=max_bad)
+                )
             labels = data_dir / "labels" / "combined_windows.json"
             if labels.exists():
                 parse = _frame_parser(sources.read_nab_labels)
-                results.append(ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad))
+                results.append(
+                    ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad)
+                )
         elif kind == "servicenow_eventlog":
             from ml import sources
 
@@ -444,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ml.ingest", description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--metrics", default=None, help="write counts as JSON here (DVC metrics)")
-    ap.add_argument("--fresh", action="store_true", help="remove bronze/silver first (rebuild from the sources)")
+    ap.add_argument(
+        "--fresh", action="store_true", help="remove bronze/silver first (rebuild from the sources)"
+    )
     args = ap.parse_args(argv)
     params = load_params(args.params)
     root = resolve(params["ingest"].get("root", "data"))
@@ -457,9 +470,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingest refused a file: {exc}", file=sys.stderr)
         return 2
     for b in counts["batches"]:
-        state = "skipped (already in silver)" if b["skipped"] else (
-            f"{b['rows_loaded']} loaded, {b['rows_quarantined']} quarantined, {b['rows_duplicate']} duplicates")
+        state = (
+            "skipped (already in silver)"
+            if b["skipped"]
+            else (
+                f"{b['rows_loaded']} loaded, {b['rows_quarantined']} quarantined, {b['rows_duplicate']} duplicates"
+            )
+        )
         print(f"  {b['table']:<16} {Path(b['file']).name:<40} {state}")
+        for line in b["quarantined"]:
+            print(f"      quarantined {line}")
     print(f"silver rows: {counts['silver_rows']}")
     if args.metrics:
         summary = {k: v for k, v in counts.items() if k != "batches"}

@@ -24,11 +24,20 @@ def execute(name: str, *, parameters: dict | None = None, out_dir: Path = EXECUT
 
     src = NOTEBOOKS / f"{name}.ipynb"
     if not src.exists():
-        raise FileNotFoundError(f"{src}: no such notebook (run `make notebooks` to pair it from its .py twin)")
+        raise FileNotFoundError(
+            f"{src}: no such notebook (run `make notebooks` to pair it from its .py twin)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
-    pm.execute_notebook(str(src), str(out), parameters=parameters or {}, kernel_name="python3",
-                        cwd=str(cwd), progress_bar=False, log_output=False)
+    pm.execute_notebook(
+        str(src),
+        str(out),
+        parameters=parameters or {},
+        kernel_name="python3",
+        cwd=str(cwd),
+        progress_bar=False,
+        log_output=False,
+    )
     return out
 
 

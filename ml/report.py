@@ -16,22 +16,29 @@ def build_index(index: Path, pages: list[Path], charts_root: Path, metrics_dir: 
     """A plain static index: rendered notebooks, charts per stage, and the DVC metrics as tables."""
     base = index.parent
     rel = lambda p: html.escape(str(Path(p).resolve().relative_to(base.resolve())))  # noqa: E731
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>opslab reports</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
-             "img{max-width:30em;border:1px solid #ddd;margin:.3em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}</style></head><body>",
-             "<h1>opslab: rendered notebooks, charts and metrics</h1>", "<h2>Notebooks</h2><ul>"]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>opslab reports</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+        "img{max-width:30em;border:1px solid #ddd;margin:.3em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}</style></head><body>",
+        "<h1>opslab: rendered notebooks, charts and metrics</h1>",
+        "<h2>Notebooks</h2><ul>",
+    ]
     parts += [f"<li><a href='{rel(p)}'>{html.escape(p.stem)}</a></li>" for p in sorted(pages)]
     parts.append("</ul><h2>Charts</h2>")
     for stage in sorted(d for d in charts_root.iterdir() if d.is_dir() and any(d.glob("*.png"))):
         parts.append(f"<h3>{html.escape(stage.name)}</h3><div>")
-        parts += [f"<a href='{rel(p)}'><img src='{rel(p)}' alt='{html.escape(p.stem)}'></a>"
-                  for p in sorted(stage.glob("*.png"))]
+        parts += [
+            f"<a href='{rel(p)}'><img src='{rel(p)}' alt='{html.escape(p.stem)}'></a>"
+            for p in sorted(stage.glob("*.png"))
+        ]
         parts.append("</div>")
     parts.append("<h2>Metrics (DVC)</h2>")
     for m in sorted(metrics_dir.glob("*.json")):
         flat = _flatten(json.loads(m.read_text()))
-        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in flat.items())
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in flat.items()
+        )
         parts.append(f"<h3>{html.escape(m.name)}</h3><table>{rows}</table>")
     parts.append("</body></html>")
     index.parent.mkdir(parents=True, exist_ok=True)

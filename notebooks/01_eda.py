@@ -105,7 +105,9 @@ saved.append(plots.save(eda.plot_distributions(series, DATA), CHARTS, "sensor_di
 
 # %%
 examples = eda.pick_sensors_per_kind(coverage)
-saved.append(plots.save(eda.plot_anomaly_windows(series, windows, examples, DATA), CHARTS, "sensor_anomaly_windows"))
+saved.append(
+    plots.save(eda.plot_anomaly_windows(series, windows, examples, DATA), CHARTS, "sensor_anomaly_windows")
+)
 display(windows.groupby("anomaly_kind").size().rename("windows").to_frame())
 
 # %% [markdown]
@@ -162,21 +164,33 @@ display(eda.top_terms_by(incidents, "assignment_group"))
 
 # %%
 real = {}
-nab_dir, uci_file = SHARED_DATA / "nab_sample", SHARED_DATA / "incidents_uci_sample" / "incident_event_log_sample.csv"
+nab_dir, uci_file = (
+    SHARED_DATA / "nab_sample",
+    SHARED_DATA / "incidents_uci_sample" / "incident_event_log_sample.csv",
+)
 if nab_dir.exists() and uci_file.exists():
     nab_readings, nab_windows = sources.load_nab_dir(nab_dir)
     nab_series = label_windows(sensor_grid(nab_readings), nab_windows)
     nab_cov = eda.sensor_coverage(nab_series, nab_windows)
     display(nab_cov)
-    saved.append(plots.save(eda.plot_anomaly_windows(nab_series, nab_windows, list(nab_cov.index), "NAB sample"),
-                            CHARTS, "real_nab_anomaly_windows"))
+    saved.append(
+        plots.save(
+            eda.plot_anomaly_windows(nab_series, nab_windows, list(nab_cov.index), "NAB sample"),
+            CHARTS,
+            "real_nab_anomaly_windows",
+        )
+    )
     uci = sources.load_incident_event_log(uci_file)
     uci_summary = eda.incident_summary(uci)
     display(pd.concat({DATA: summary, "UCI event-log sample": uci_summary}, axis=1))
     saved.append(plots.save(eda.plot_breach_rates(uci, "UCI sample"), CHARTS, "real_uci_breach_rates"))
     saved.append(plots.save(eda.plot_ttr_tail(uci, "UCI sample"), CHARTS, "real_uci_ttr_tail"))
-    real = {"nab_sensors": int(nab_cov.shape[0]), "nab_windows": int(len(nab_windows)),
-            "uci_incidents": int(len(uci)), "uci_breach_rate_pct": float(uci_summary["SLA breach rate (closed, %)"])}
+    real = {
+        "nab_sensors": int(nab_cov.shape[0]),
+        "nab_windows": int(len(nab_windows)),
+        "uci_incidents": int(len(uci)),
+        "uci_breach_rate_pct": float(uci_summary["SLA breach rate (closed, %)"]),
+    }
 else:
     display(Markdown("`../shared/data` is not here (a fresh clone): real-data views skipped."))
 

@@ -29,7 +29,9 @@ def problems(nb_dir: Path = NOTEBOOKS) -> list[str]:
             defs = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
             if defs:
                 out.append(f"{twin.name}: defines {defs}; move them into ml/ with a test")
-        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+        dirty = [
+            i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)
+        ]
         if dirty:
             out.append(f"{ipynb.name}: cells {dirty} have outputs (run `make notebooks` / nbstripout)")
         params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]

@@ -17,8 +17,12 @@ def main() -> int:
     timings = {}
     for stage in stages:
         t0 = time.perf_counter()
-        subprocess.run(["dvc", "repro", "--force", "--single-item", stage], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["dvc", "repro", "--force", "--single-item", stage],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         timings[stage] = round(time.perf_counter() - t0, 1)
         print(f"  {stage:<12} {timings[stage]:>7.1f} s", flush=True)
     print(f"  {'total':<12} {sum(timings.values()):>7.1f} s")

@@ -16,13 +16,17 @@ def readings(n=72, sensors=("cpu-01", "cpu-02"), drop=(), freq="1h") -> pd.DataF
     for k, sid in enumerate(sensors):
         ts = pd.date_range("2024-01-01", periods=n, freq=freq)
         vals = 50 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + k
-        rows.append(pd.DataFrame({"sensor_id": sid, "kind": "cpu_pct", "unit": "pct", "timestamp": ts, "value": vals}))
+        rows.append(
+            pd.DataFrame({"sensor_id": sid, "kind": "cpu_pct", "unit": "pct", "timestamp": ts, "value": vals})
+        )
     df = pd.concat(rows, ignore_index=True)
     return df.drop(index=list(drop)).reset_index(drop=True)
 
 
 def test_grid_fills_gaps_with_flagged_nan_rows_and_keeps_each_sensor_step():
-    r = pd.concat([readings(drop=[5, 6, 7]), readings(n=30, sensors=("nab",), freq="5min")], ignore_index=True)
+    r = pd.concat(
+        [readings(drop=[5, 6, 7]), readings(n=30, sensors=("nab",), freq="5min")], ignore_index=True
+    )
     grid = features.sensor_grid(r)
     cpu = grid[grid["sensor_id"] == "cpu-01"]
     assert len(cpu) == 72 and cpu["is_missing"].sum() == 3 and cpu["value"].isna().sum() == 3
@@ -32,8 +36,14 @@ def test_grid_fills_gaps_with_flagged_nan_rows_and_keeps_each_sensor_step():
 
 def test_label_windows_marks_both_ends_inclusive():
     grid = features.sensor_grid(readings())
-    w = pd.DataFrame({"sensor_id": ["cpu-01"], "start": [pd.Timestamp("2024-01-01 10:00")],
-                      "end": [pd.Timestamp("2024-01-01 12:00")], "anomaly_kind": ["spike"]})
+    w = pd.DataFrame(
+        {
+            "sensor_id": ["cpu-01"],
+            "start": [pd.Timestamp("2024-01-01 10:00")],
+            "end": [pd.Timestamp("2024-01-01 12:00")],
+            "anomaly_kind": ["spike"],
+        }
+    )
     labelled = features.label_windows(grid, w)
     hit = labelled[labelled["is_anomaly"]]
     assert list(hit["timestamp"].dt.hour) == [10, 11, 12] and set(hit["sensor_id"]) == {"cpu-01"}
@@ -74,16 +84,23 @@ def incidents_frame(n=40) -> pd.DataFrame:
     df["short_description"], df["description"] = "db slow", "the database is slow"
     df["sla_target_hours"] = 5.0
     df["resolved_at"] = resolved.where(np.arange(n) < n - 5)
-    df["made_sla"] = pd.array([(h <= 5) if i < n - 5 else None for i, h in enumerate(np.arange(n) % 9 + 1)],
-                              dtype="boolean")
+    df["made_sla"] = pd.array(
+        [(h <= 5) if i < n - 5 else None for i, h in enumerate(np.arange(n) % 9 + 1)], dtype="boolean"
+    )
     df["state"] = np.where(np.arange(n) < n - 5, "Closed", "In Progress")
     df["root_cause"] = "x"
     return df
 
 
 def test_incident_feature_tables_use_open_time_fields_only():
-    gold = features.build_gold({"sensor_readings": readings().iloc[:0], "anomaly_windows": pd.DataFrame(),
-                                "incidents": incidents_frame()}, {})
+    gold = features.build_gold(
+        {
+            "sensor_readings": readings().iloc[:0],
+            "anomaly_windows": pd.DataFrame(),
+            "incidents": incidents_frame(),
+        },
+        {},
+    )
     allowed = set(schemas.OPEN_TIME_COLUMNS) | set(features.INCIDENT_DERIVED) | {"number"}
     for name in ("incident_sla", "incident_ttr", "incident_open"):
         feats = {c for c in gold[name].columns if not c.startswith("target_")}
@@ -94,12 +111,16 @@ def test_incident_feature_tables_use_open_time_fields_only():
 
 
 def test_group_load_counts_only_earlier_incidents_of_the_same_group():
-    t = pd.Series(pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 02:00", "2024-01-02 03:00"]))
+    t = pd.Series(
+        pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 02:00", "2024-01-02 03:00"])
+    )
     g = pd.Series(["A", "A", "B", "A"])
     assert list(features.group_load(t, g)) == [0, 1, 0, 0]
 
 
-@pytest.mark.parametrize("text,expected", [(("Disk full", "node 3"), "Disk full. node 3"), ((None, None), "")])
+@pytest.mark.parametrize(
+    "text,expected", [(("Disk full", "node 3"), "Disk full. node 3"), ((None, None), "")]
+)
 def test_incident_text_joins_fields(text, expected):
     df = pd.DataFrame({"short_description": [text[0]], "description": [text[1]]})
     assert features.incident_text(df).iloc[0] == expected

@@ -26,12 +26,30 @@ def good_rows(n: int = 40, sensor: str = "cpu-01", start: str = "2024-01-01") ->
 
 def incident(number: str, updated: str, state: str = "In Progress", **kw) -> dict:
     rec = {
-        "number": number, "opened_at": "2024-01-01T08:00:00", "sys_updated_at": updated, "state": state,
-        "caller_id": "Caller 1", "contact_type": "email", "location": "Site 1", "impact": 2, "urgency": 2,
-        "priority": 3, "category": "Software", "subcategory": "Application error", "cmdb_ci": "Jira",
-        "owning_team": "Dev Tools", "assignment_group": "Service Desk", "short_description": "jira slow",
-        "description": "Jira is slow for everyone", "sla_target_hours": 24.0, "reassignment_count": 0,
-        "resolved_at": None, "closed_at": None, "made_sla": None, "root_cause": None, "source": "synthetic",
+        "number": number,
+        "opened_at": "2024-01-01T08:00:00",
+        "sys_updated_at": updated,
+        "state": state,
+        "caller_id": "Caller 1",
+        "contact_type": "email",
+        "location": "Site 1",
+        "impact": 2,
+        "urgency": 2,
+        "priority": 3,
+        "category": "Software",
+        "subcategory": "Application error",
+        "cmdb_ci": "Jira",
+        "owning_team": "Dev Tools",
+        "assignment_group": "Service Desk",
+        "short_description": "jira slow",
+        "description": "Jira is slow for everyone",
+        "sla_target_hours": 24.0,
+        "reassignment_count": 0,
+        "resolved_at": None,
+        "closed_at": None,
+        "made_sla": None,
+        "root_cause": None,
+        "source": "synthetic",
     }
     rec.update(kw)
     return rec
@@ -149,17 +167,31 @@ def test_bronze_keeps_the_batch_as_received_and_reingest_is_a_noop(tmp_path):
 
 
 def test_later_batch_refreshes_an_open_incident(tmp_path):
-    ingest_batch(incidents_json([incident("INC1", "2024-01-01T09:00:00"), incident("INC2", "2024-01-01T10:00:00")]),
-                 "i1.json", "incidents", tmp_path)
-    closed = incident("INC1", "2024-01-03T09:00:00", state="Closed", resolved_at="2024-01-02T09:00:00",
-                      closed_at="2024-01-03T09:00:00", made_sla=False)
+    ingest_batch(
+        incidents_json([incident("INC1", "2024-01-01T09:00:00"), incident("INC2", "2024-01-01T10:00:00")]),
+        "i1.json",
+        "incidents",
+        tmp_path,
+    )
+    closed = incident(
+        "INC1",
+        "2024-01-03T09:00:00",
+        state="Closed",
+        resolved_at="2024-01-02T09:00:00",
+        closed_at="2024-01-03T09:00:00",
+        made_sla=False,
+    )
     ingest_batch(incidents_json([closed]), "i2.json", "incidents", tmp_path)
     silver = read_silver(tmp_path / "silver", "incidents").set_index("number")
     assert silver.loc["INC1", "state"] == "Closed" and not silver.loc["INC1", "made_sla"]
     assert silver.loc["INC2", "state"] == "In Progress"
     # a stale re-delivery of the old open row does not roll the incident back
-    ingest_batch(incidents_json([incident("INC1", "2024-01-01T09:00:00", reassignment_count=1)]), "i0.json",
-                 "incidents", tmp_path)
+    ingest_batch(
+        incidents_json([incident("INC1", "2024-01-01T09:00:00", reassignment_count=1)]),
+        "i0.json",
+        "incidents",
+        tmp_path,
+    )
     assert read_silver(tmp_path / "silver", "incidents").set_index("number").loc["INC1", "state"] == "Closed"
 
 
@@ -181,8 +213,12 @@ def _incident_versions() -> st.SearchStrategy:
 
 
 def _as_frame(versions) -> pd.DataFrame:
-    recs = [incident(n, (pd.Timestamp("2024-01-01T08:00") + pd.Timedelta(hours=h)).isoformat(),
-                     reassignment_count=h) for n, h in versions]
+    recs = [
+        incident(
+            n, (pd.Timestamp("2024-01-01T08:00") + pd.Timedelta(hours=h)).isoformat(), reassignment_count=h
+        )
+        for n, h in versions
+    ]
     good, _, _ = clean_batch(pd.DataFrame(recs).astype(object), "incidents", "x.json")
     return good
 
@@ -192,8 +228,11 @@ def _as_frame(versions) -> pd.DataFrame:
 def test_upsert_is_order_independent_idempotent_and_keeps_every_key(versions, rnd):
     rows = _as_frame(versions)  # one version per (number, hour); batches below are slices of it
     by_version = {(n, h): i for i, (n, h) in enumerate(versions)}
-    rows = rows.set_index(pd.Index([by_version[(n, int(h))] for n, h in zip(rows["number"],
-                                    rows["reassignment_count"], strict=True)])).sort_index()
+    rows = rows.set_index(
+        pd.Index(
+            [by_version[(n, int(h))] for n, h in zip(rows["number"], rows["reassignment_count"], strict=True)]
+        )
+    ).sort_index()
     batches = [rows.loc[[i for i in range(s, s + 4) if i in rows.index]] for s in range(0, len(versions), 4)]
     empty = pd.DataFrame(columns=list(ingest.COLUMN_TYPES["incidents"]))
     state = empty
@@ -221,3 +260,32 @@ def test_a_batch_with_two_versions_of_an_incident_keeps_the_latest(tmp_path):
     assert res.rows_quarantined == 0 and res.rows_duplicate == 1
     silver = read_silver(tmp_path / "silver", "incidents").set_index("number")
     assert silver.loc["INC1", "state"] == "On Hold"
+
+
+@pytest.mark.realdata
+def test_real_sources_ingest_through_the_same_path(shared_data, tmp_path):
+    """params switch to the real NAB sample and the UCI event log: bronze, silver and quarantine all work."""
+    params = {
+        "ingest": {
+            "root": str(tmp_path),
+            "landing": str(tmp_path / "none"),
+            "sources": {
+                "sensors": {"kind": "nab", "path": str(shared_data / "nab_sample")},
+                "incidents": {
+                    "kind": "servicenow_eventlog",
+                    "path": str(shared_data / "incidents_uci_sample" / "incident_event_log_sample.csv"),
+                },
+            },
+        }
+    }
+    counts = ingest.run(params)
+    rows = counts["silver_rows"]
+    assert rows["incidents"] == 3000 and rows["anomaly_windows"] == 12
+    # machine_temperature repeats 12 timestamps with other values: those 24 rows are quarantined, named
+    q = read_silver(tmp_path / "silver", "quarantine")
+    assert len(q) == 24 and q["reason"].str.contains("duplicate key").all()
+    assert set(q["file"].map(lambda f: f.rsplit("/", 1)[-1])) == {"machine_temperature_system_failure.csv"}
+    assert rows["sensor_readings"] == 7267 + 18050 + 22695 + 10320 - 24
+    assert len(list((tmp_path / "bronze").rglob("*.*"))) == 6  # 4 csv + labels + event log, as received
+    again = ingest.run(params)
+    assert all(b["skipped"] for b in again["batches"])

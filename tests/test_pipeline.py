@@ -21,11 +21,24 @@ pytestmark = pytest.mark.xdist_group("pipeline")
 
 SMALL_GENERATE = {
     "seed": 7,
-    "sensors": {"n_sensors": 8, "days": 21, "freq": "1h", "start": "2024-01-01", "missing_rate": 0.01,
-                "anomalies_per_sensor": 2, "batch_every": "7D", "resend_overlap": "6h",
-                "recalibration": {"at": "2024-01-15", "sensors": 2, "offset_pct": 0.08}},
-    "incidents": {"n_incidents": 1500, "start": "2024-01-01", "months": 3, "batch_every": "14D",
-                  "rollout": {"at": "2024-03-01", "system": "ServiceNow HR portal", "share": 0.15}},
+    "sensors": {
+        "n_sensors": 8,
+        "days": 21,
+        "freq": "1h",
+        "start": "2024-01-01",
+        "missing_rate": 0.01,
+        "anomalies_per_sensor": 2,
+        "batch_every": "7D",
+        "resend_overlap": "6h",
+        "recalibration": {"at": "2024-01-15", "sensors": 2, "offset_pct": 0.08},
+    },
+    "incidents": {
+        "n_incidents": 1500,
+        "start": "2024-01-01",
+        "months": 3,
+        "batch_every": "14D",
+        "rollout": {"at": "2024-03-01", "system": "ServiceNow HR portal", "share": 0.15},
+    },
 }
 
 
@@ -45,7 +58,9 @@ def small_project(tmp_path_factory) -> tuple[Path, dict]:
     params = small_params(base)
     synth.write_landing(params["generate"], base / "landing")
     counts = ingest.run(params)
-    silver = {t: ingest.read_silver(base / "silver", t) for t in ("sensor_readings", "anomaly_windows", "incidents")}
+    silver = {
+        t: ingest.read_silver(base / "silver", t) for t in ("sensor_readings", "anomaly_windows", "incidents")
+    }
     gold = features.build_gold(silver, params["features"])
     (base / "gold").mkdir()
     for name, frame in gold.items():
@@ -57,14 +72,20 @@ def small_project(tmp_path_factory) -> tuple[Path, dict]:
 def test_generated_batches_land_in_silver_exactly(small_project):
     base, counts = small_project
     assert counts["silver_rows"]["quarantine"] == 0
-    readings, windows = synth.make_sensors(seed=7, **{k: v for k, v in SMALL_GENERATE["sensors"].items()
-                                                      if k not in ("batch_every", "resend_overlap")})
+    readings, windows = synth.make_sensors(
+        seed=7,
+        **{k: v for k, v in SMALL_GENERATE["sensors"].items() if k not in ("batch_every", "resend_overlap")},
+    )
     silver = ingest.read_silver(base / "silver", "sensor_readings")
-    pd.testing.assert_frame_equal(silver.reset_index(drop=True),
-                                  readings.sort_values(["sensor_id", "timestamp"]).reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        silver.reset_index(drop=True),
+        readings.sort_values(["sensor_id", "timestamp"]).reset_index(drop=True),
+        check_dtype=False,
+    )
     incidents = ingest.read_silver(base / "silver", "incidents")
-    final = synth.make_incidents(seed=7, **{k: v for k, v in SMALL_GENERATE["incidents"].items() if k != "batch_every"})
+    final = synth.make_incidents(
+        seed=7, **{k: v for k, v in SMALL_GENERATE["incidents"].items() if k != "batch_every"}
+    )
     assert len(incidents) == len(final) == 1500
     # re-running the whole ingest is a no-op: every batch is already in the ledger
     again = ingest.run(small_params(base))
@@ -74,7 +95,9 @@ def test_generated_batches_land_in_silver_exactly(small_project):
 @pytest.mark.slow
 def test_eda_notebook_runs_under_papermill_and_records_results(small_project, tmp_path):
     base, _ = small_project
-    out = execute("01_eda", parameters={"PARAMS_FILE": str(base / "params.yaml"), "SMOKE": True}, out_dir=tmp_path)
+    out = execute(
+        "01_eda", parameters={"PARAMS_FILE": str(base / "params.yaml"), "SMOKE": True}, out_dir=tmp_path
+    )
     record = recorded(out)
     assert record["smoke"] is True and record["sensors"] == 6 and record["sensor_kinds"] >= 3
     assert record["anomaly_kinds"] == 5 and record["incidents"] == 1500
@@ -89,8 +112,9 @@ def test_eda_notebook_runs_under_papermill_and_records_results(small_project, tm
 @pytest.mark.slow
 def test_dvc_repro_runs_the_data_stages_and_a_second_run_does_nothing(tmp_path):
     """The real DVC pipeline on a copy of the project with small params: repro, then repro again is a no-op."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     proj = tmp_path / "proj"
     for rel in files:
         if (ROOT / rel).is_file() and not rel.startswith(("docs/", "data/")):
@@ -100,8 +124,11 @@ def test_dvc_repro_runs_the_data_stages_and_a_second_run_does_nothing(tmp_path):
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["generate"] = SMALL_GENERATE
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OPSLAB_ROOT": str(proj)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OPSLAB_ROOT": str(proj),
+    }
     dvc = [str(Path(sys.executable).parent / "dvc")]
     first = subprocess.run([*dvc, "repro", "featurize"], cwd=proj, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout + first.stderr
