@@ -47,6 +47,8 @@ def render_html(executed: Path, out_dir: Path = HTML) -> Path:
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(executed, as_version=4)
+    for i, cell in enumerate(nb.cells):  # papermill's injected cell gets a random id: keep pages byte-stable
+        cell["id"] = f"cell-{i}"
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
