@@ -3,10 +3,10 @@
 
 IMAGE ?= opslab-ml:latest
 DOCKER ?= docker
-# Where the project is mounted inside the container. The image's WORKDIR/PYTHONPATH/OPSLAB_ROOT default
-# to /work/opslab; set DOCKER_WORKDIR=$(CURDIR) to keep absolute paths (e.g. MLflow artifact URIs
-# recorded in mlflow.db) identical between host and container runs.
-DOCKER_WORKDIR ?= /work/opslab
+# Where the project is mounted inside the container: at the same path as on the host, so absolute paths
+# recorded by a run (MLflow artifact URIs in mlflow.db) mean the same thing to host and container runs.
+# (The image's own default, without this Makefile, is /work/opslab.)
+DOCKER_WORKDIR ?= $(CURDIR)
 
 # Run as the invoking host user, not the image's uid 1000, so that the mounted project is writable and
 # what the stage writes belongs to whoever owns the project: with rootful podman (as here) or Docker,
@@ -16,7 +16,7 @@ DOCKER_WORKDIR ?= /work/opslab
 DOCKER_USER ?= $(shell id -u):$(shell id -g)
 
 # Real-data samples (../shared/data), read-only at the same place relative to the project, if present.
-DOCKER_SHARED_DATA := $(wildcard $(CURDIR)/../shared/data)
+DOCKER_SHARED_DATA := $(abspath $(wildcard $(CURDIR)/../shared/data))
 
 DOCKER_RUN_OPTS = --user $(DOCKER_USER) -e HOME=/tmp \
 	-v "$(CURDIR)":$(DOCKER_WORKDIR) -w $(DOCKER_WORKDIR) \
