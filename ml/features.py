@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from ml import schemas
 from ml.config import load_params, resolve
@@ -72,26 +73,124 @@ def label_windows(grid: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def sensor_window_features(grid: pd.DataFrame, windows: tuple[int, ...] = (6, 24)) -> pd.DataFrame:
-    """Causal per-sensor window features: rolling level/spread, z-scores, differences, time encodings."""
-    out = grid.sort_values(["sensor_id", "timestamp"]).reset_index(drop=True).copy()
-    g = out.groupby("sensor_id", sort=False)["value"]
-    filled = g.ffill()
-    out["diff_1"] = filled - filled.groupby(out["sensor_id"]).shift(1)
-    for w in windows:
-        # shift(1): the window describes the past, so the current reading is compared against it
-        past = filled.groupby(out["sensor_id"]).shift(1)
-        roll = past.groupby(out["sensor_id"]).rolling(w, min_periods=max(2, w // 2))
-        mean = roll.mean().reset_index(level=0, drop=True)
-        std = roll.std().reset_index(level=0, drop=True)
-        out[f"roll_mean_{w}"] = mean
-        out[f"roll_std_{w}"] = std
-        out[f"z_{w}"] = (filled - mean) / std.where(std > 1e-9)
-    hour = out["timestamp"].dt.hour
-    dow = out["timestamp"].dt.dayofweek
-    out["hour_sin"], out["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
-    out["dow_sin"], out["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
-    return out
+SENSOR_FEATURES = [
+    "dev_season",
+    "diff_1",
+    "z_short",
+    "z_long",
+    "spread_ratio",
+    "flat_run",
+    "drift",
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+]
+
+
+class SensorWindowFeatures(TransformerMixin, BaseEstimator):
+    """Raw readings (sensor_id, timestamp, value) -> causal window features, normalised per sensor.
+
+    `fit` learns, on training readings only, each sensor's robust level and scale and its typical
+    hour-of-day profile (weekdays and weekends apart). `transform` computes, for every reading, features that use only that sensor's
+    readings up to and including it (rolling windows count readings, so any sampling step works), and
+    returns them in the input's row order. A sensor unseen in training raises a ValueError naming it.
+    """
+
+    def __init__(
+        self, short_window: int = 6, long_window: int = 24, baseline_window: int = 168, max_flat_run: int = 48
+    ):
+        self.short_window = short_window
+        self.long_window = long_window
+        self.baseline_window = baseline_window
+        self.max_flat_run = max_flat_run
+
+    def fit(self, X: pd.DataFrame, y=None):
+        frame = _readings_frame(X)
+        self.sensors_ = {}
+        for sid, g in frame.groupby("sensor_id", sort=True):
+            v = g["value"].dropna()
+            if len(v) < 2:
+                raise ValueError(f"sensor {sid!r}: needs at least 2 training readings, got {len(v)}")
+            centre = float(v.median())
+            scale = float(v.quantile(0.75) - v.quantile(0.25)) or float(v.std()) or 1.0
+            norm = (g["value"] - centre) / scale
+            how = _season_bin(g["timestamp"])
+            profile = norm.groupby(how).median().reindex(range(48))
+            by_hour = norm.groupby(how % 24).median().reindex(range(24))
+            profile = profile.fillna(pd.Series(np.tile(by_hour.to_numpy(), 2))).fillna(0.0)
+            resid = (norm - profile.to_numpy()[how]).dropna()
+            diffs = norm.dropna().diff().abs()
+            self.sensors_[sid] = {
+                "centre": centre,
+                "scale": scale,
+                "profile": [float(x) for x in profile],
+                "resid_std": float(resid.std()) if len(resid) > 2 and resid.std() > 1e-9 else 1.0,
+                "diff_scale": float(diffs.median()) if len(diffs) and diffs.median() > 1e-9 else 1.0,
+            }
+        self.feature_names_out_ = list(SENSOR_FEATURES)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        frame = _readings_frame(X)
+        unknown = sorted(set(frame["sensor_id"]) - set(self.sensors_))
+        if unknown:
+            raise ValueError(
+                f"sensor_id {unknown[0]!r} was not in the training data (known: {len(self.sensors_)})"
+            )
+        order = frame.sort_values(["sensor_id", "timestamp"], kind="stable")
+        parts = [self._one_sensor(g, self.sensors_[sid]) for sid, g in order.groupby("sensor_id", sort=False)]
+        feats = pd.concat(parts) if parts else pd.DataFrame(columns=SENSOR_FEATURES, dtype=float)
+        return feats.reindex(frame.index)[SENSOR_FEATURES]
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(SENSOR_FEATURES, dtype=object)
+
+    def _one_sensor(self, g: pd.DataFrame, st: dict) -> pd.DataFrame:
+        v = ((g["value"] - st["centre"]) / st["scale"]).ffill().fillna(0.0)
+        how = _season_bin(g["timestamp"])
+        resid = v - np.asarray(st["profile"])[how]  # seasonally adjusted reading
+        # the recent normal: median residual over the past baseline window (trend and slow change absorbed)
+        base = resid.shift(1).rolling(self.baseline_window, min_periods=2).median().fillna(0.0)
+        past = v.shift(1)
+        out = pd.DataFrame(index=g.index)
+        out["dev_season"] = (resid - base) / st["resid_std"]
+        out["diff_1"] = (v - past).fillna(0.0) / st["diff_scale"]
+        for name, w in (("z_short", self.short_window), ("z_long", self.long_window)):
+            mean = past.rolling(w, min_periods=2).mean()
+            std = past.rolling(w, min_periods=2).std()
+            floor = 0.25 * st["resid_std"]  # a near-constant past window must not blow z up to infinity
+            out[name] = ((v - mean) / np.maximum(std, floor)).fillna(0.0)
+        spread = resid.rolling(self.short_window, min_periods=2).std()
+        out["spread_ratio"] = (spread / st["resid_std"]).fillna(1.0)
+        same = v.diff().abs() < 1e-9
+        run = same.groupby((~same).cumsum()).cumsum()
+        out["flat_run"] = run.clip(upper=self.max_flat_run).astype(float)
+        # drift: the last long window's mean residual against the baseline before that window began
+        before = base.shift(self.long_window).fillna(base)
+        out["drift"] = (resid.rolling(self.long_window, min_periods=1).mean() - before) / st["resid_std"]
+        hour = g["timestamp"].dt.hour + g["timestamp"].dt.minute / 60.0
+        dow = g["timestamp"].dt.dayofweek
+        out["hour_sin"], out["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
+        out["dow_sin"], out["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
+        return out
+
+
+def _readings_frame(X: pd.DataFrame) -> pd.DataFrame:
+    """Check and type the raw reading columns a sensor model reads (errors name the column)."""
+    missing = [c for c in ("sensor_id", "timestamp", "value") if c not in X.columns]
+    if missing:
+        raise ValueError(f"readings need columns sensor_id, timestamp, value; missing {missing}")
+    frame = X[["sensor_id", "timestamp", "value"]].copy()
+    frame["sensor_id"] = frame["sensor_id"].astype(str)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    frame["value"] = pd.to_numeric(frame["value"], errors="raise").astype(float)
+    return frame
+
+
+def _season_bin(ts: pd.Series) -> np.ndarray:
+    """Hour of day, split weekday (0-23) / weekend (24-47): enough data per bin from a few weeks of training."""
+    return ((ts.dt.dayofweek >= 5) * 24 + ts.dt.hour).to_numpy()
 
 
 # --- incidents --------------------------------------------------------------------------------
@@ -157,13 +256,11 @@ def incident_targets(incidents: pd.DataFrame) -> pd.DataFrame:
 def build_gold(silver: dict[str, pd.DataFrame], params: dict) -> dict[str, pd.DataFrame]:
     """Every gold table from the silver tables: one frame per task."""
     freq = params.get("sensor_freq", "auto")
-    windows = tuple(params.get("sensor_windows", (6, 24)))
     gold: dict[str, pd.DataFrame] = {}
     readings = silver["sensor_readings"]
     if len(readings):
         grid = label_windows(sensor_grid(readings, freq), silver["anomaly_windows"])
-        gold["sensor_series"] = grid
-        gold["sensor_anomaly"] = sensor_window_features(grid, windows)
+        gold["sensor_series"] = grid  # both sensor tasks start here; their models featurise raw readings
     incidents = silver["incidents"]
     if len(incidents):
         feats = incident_open_features(incidents)

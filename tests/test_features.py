@@ -50,27 +50,56 @@ def test_label_windows_marks_both_ends_inclusive():
     assert "is_anomaly" not in grid.columns  # input untouched
 
 
+def fitted(grid: pd.DataFrame) -> features.SensorWindowFeatures:
+    return features.SensorWindowFeatures().fit(grid[grid["timestamp"] < "2024-01-02 06:00"])
+
+
 @settings(max_examples=15, deadline=None)
 @given(cut=st.integers(min_value=30, max_value=70), bump=st.floats(min_value=-1e3, max_value=1e3))
 def test_sensor_features_are_causal(cut, bump):
     """Changing readings after time t never changes the features at or before t."""
-    grid = features.sensor_grid(readings())
-    base = features.sensor_window_features(grid)
+    grid = features.sensor_grid(readings(drop=[40]))
+    model = fitted(grid)
+    base = model.transform(grid)
     changed = grid.copy()
     t_cut = changed["timestamp"].min() + pd.Timedelta(hours=cut)
     changed.loc[changed["timestamp"] > t_cut, "value"] += bump
-    after = features.sensor_window_features(changed)
-    past = base["timestamp"] <= t_cut
+    after = model.transform(changed)
+    past = (grid["timestamp"] <= t_cut).to_numpy()
     pd.testing.assert_frame_equal(base[past], after[past])
 
 
-def test_window_features_flag_a_spike():
+def test_features_keep_input_row_order_and_are_finite():
     grid = features.sensor_grid(readings())
-    grid.loc[(grid["sensor_id"] == "cpu-01") & (grid["timestamp"] == "2024-01-02 12:00"), "value"] = 500.0
-    f = features.sensor_window_features(grid)
-    z = f.set_index(["sensor_id", "timestamp"])["z_24"]
-    assert z.loc[("cpu-01", pd.Timestamp("2024-01-02 12:00"))] > 10
-    assert z.loc["cpu-02"].abs().max() < 5
+    shuffled = grid.sample(frac=1.0, random_state=0)
+    model = fitted(grid)
+    f = model.transform(shuffled)
+    assert list(f.index) == list(shuffled.index) and list(f.columns) == features.SENSOR_FEATURES
+    assert np.isfinite(f.to_numpy()).all()
+    pd.testing.assert_frame_equal(f.sort_index(), model.transform(grid).sort_index())
+
+
+def test_window_features_flag_a_spike_and_a_stuck_value():
+    grid = features.sensor_grid(readings())
+    model = fitted(grid)
+    cpu1 = grid["sensor_id"] == "cpu-01"
+    grid.loc[cpu1 & (grid["timestamp"] == "2024-01-02 12:00"), "value"] = 500.0
+    stuck = cpu1 & grid["timestamp"].between("2024-01-03 00:00", "2024-01-03 10:00")
+    grid.loc[stuck, "value"] = 42.0
+    f = model.transform(grid).set_index([grid["sensor_id"], grid["timestamp"]])
+    assert f.loc[("cpu-01", pd.Timestamp("2024-01-02 12:00")), "z_long"] > 10
+    assert f.loc[("cpu-01", pd.Timestamp("2024-01-03 10:00")), "flat_run"] == 10
+    assert f.loc["cpu-02", "z_long"].abs().max() < 5
+
+
+def test_unknown_sensor_and_missing_column_are_named():
+    grid = features.sensor_grid(readings())
+    model = fitted(grid)
+    other = grid.assign(sensor_id="temp-99")
+    with pytest.raises(ValueError, match="temp-99"):
+        model.transform(other)
+    with pytest.raises(ValueError, match="value"):
+        model.transform(grid.drop(columns="value"))
 
 
 def incidents_frame(n=40) -> pd.DataFrame:

@@ -1,0 +1,397 @@
+"""The MLflow registry for every opslab model: log a run, register a version, promote it only through gates.
+
+- Tracking URI from `MLFLOW_TRACKING_URI`, default a SQLite file in the project; artifacts under the project.
+- A run logs params (from params.yaml), metrics, charts, the git commit, the DVC hash of its input data and
+  the model with a signature and input example. sklearn models are saved with skops (safe to load; the
+  trusted types are listed here, including our own `ml.*` classes) in a canonical form, so two clean runs
+  give identical bytes; their sha256 is the `model_sha256` tag on the run and on the version.
+- A version becomes `champion` only when every gate passes (absolute thresholds, and no worse than the
+  current champion on the gated metrics); otherwise it is tagged `challenger` and the champion stays.
+- The promoted model is also exported under `models/<name>/` (the copy a service falls back to).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import operator
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ml.config import ROOT
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_FILE = "model.skops"
+# Types a skops model file may contain beyond numpy/sklearn's own: checked on every load.
+TRUSTED_TYPES = [
+    "ml.features.SensorWindowFeatures",
+    "ml.anomaly.CalibratedIsolationForest",
+    "sklearn.tree._tree.Tree",
+    "numpy.dtype",
+    "collections.OrderedDict",
+]
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, or the project's own SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Where new experiments keep artifacts: `MLFLOW_ARTIFACT_ROOT` or `<project>/mlartifacts`."""
+    return os.environ.get("MLFLOW_ARTIFACT_ROOT") or (ROOT / "mlartifacts").as_uri()
+
+
+def client():
+    """An MlflowClient on the configured tracking URI (also sets it for the fluent API)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient(tracking_uri())
+
+
+def experiment(name: str) -> str:
+    """Get or create an experiment whose artifacts live under the project (not the working directory)."""
+    c = client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+
+
+# --- provenance -------------------------------------------------------------------------------
+def git_commit(root: Path = ROOT) -> str:
+    """The checked-out commit (with `-dirty` when the tree has uncommitted changes), or 'unknown'."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def dvc_hash(path: str | os.PathLike, root: Path = ROOT) -> str:
+    """The md5 DVC recorded for an output in dvc.lock (what a run's input data was), else a content hash."""
+    rel = Path(path)
+    rel = rel.relative_to(root) if rel.is_absolute() and rel.is_relative_to(root) else rel
+    lock = root / "dvc.lock"
+    if lock.exists():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        for stage in stages.values():
+            for out in stage.get("outs", []):
+                if Path(out["path"]) == rel:
+                    return out.get("md5") or out.get("hash", "")
+    return "sha256:" + tree_sha256(root / rel if not Path(path).is_absolute() else Path(path))
+
+
+def tree_sha256(path: Path) -> str:
+    """sha256 over a file, or over a directory's relative paths and contents in sorted order."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path.parent if path.is_file() else path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+# --- canonical, verifiable model bytes ------------------------------------------------------------
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """Rewrite a skops zip deterministically: arrays renamed in order of use, fixed dates, sorted entries.
+
+    skops names arrays and memo entries after Python object ids and stamps the current time into the zip,
+    so the same model gives different bytes each run; this form makes `model_sha256` reproducible.
+    """
+    src = zipfile.ZipFile(io.BytesIO(data))
+    schema = src.read("schema.json").decode()
+    names = [n for n in src.namelist() if n != "schema.json"]
+    order = sorted(names, key=lambda n: (schema.find(n) if n in schema else len(schema), n))
+    renames = {old: f"{i:05d}{Path(old).suffix}" for i, old in enumerate(order)}
+    if renames:
+        pattern = re.compile("|".join(re.escape(n) for n in sorted(renames, key=len, reverse=True)))
+        schema = pattern.sub(lambda m: renames[m.group(0)], schema)
+    ids: dict[str, str] = {}  # object ids (memo keys) -> numbers in order of first appearance
+    schema = re.sub(
+        r'"__id__": (\d+)', lambda m: f'"__id__": {ids.setdefault(m.group(1), str(len(ids)))}', schema
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        entries = [("schema.json", schema.encode())] + [(renames[n], src.read(n)) for n in names]
+        for name, payload in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            dst.writestr(info, payload)
+    return out.getvalue()
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_sklearn(model, path: Path, *, signature=None, input_example=None) -> str:
+    """Save an sklearn model as an MLflow model dir with a canonical skops file; returns its sha256."""
+    import mlflow.sklearn
+
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format="skops",
+        skops_trusted_types=TRUSTED_TYPES,
+        signature=signature,
+        input_example=input_example,
+    )
+    f = path / MODEL_FILE
+    f.write_bytes(canonical_skops(f.read_bytes()))
+    return sha256_file(f)
+
+
+def load_sklearn(model_dir: Path, expected_sha256: str | None = None):
+    """Load a skops model file after checking its sha256 (when given) against the registry's record."""
+    import skops.io
+
+    f = Path(model_dir) / MODEL_FILE
+    actual = sha256_file(f)
+    if expected_sha256 and actual != expected_sha256:
+        raise ValueError(
+            f"{f}: sha256 {actual[:12]}… does not match the registered model_sha256 "
+            f"{expected_sha256[:12]}…; refusing to load"
+        )
+    return skops.io.load(f, trusted=TRUSTED_TYPES)
+
+
+# --- gates ------------------------------------------------------------------------------------
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+@dataclass
+class Gate:
+    """One promotion rule: `metric op threshold`, or (vs_champion) no worse than the champion by `tolerance`."""
+
+    metric: str
+    op: str = ">="
+    threshold: float | None = None
+    vs_champion: bool = False
+    tolerance: float = 0.0
+
+    def check(self, metrics: Mapping[str, float], champion: Mapping[str, float] | None) -> tuple[bool, str]:
+        value = metrics.get(self.metric)
+        if value is None:
+            return False, f"{self.metric}: missing from the run's metrics"
+        if self.vs_champion:
+            if not champion or self.metric not in champion:
+                return True, f"{self.metric}={value:.4g} (no champion to compare with)"
+            ref = champion[self.metric]
+            bound = ref - self.tolerance if self.op.startswith(">") else ref + self.tolerance
+            ok = _OPS[self.op if "=" in self.op else self.op + "="](value, bound)
+            return (
+                ok,
+                f"{self.metric}={value:.4g} {'ok' if ok else 'worse than'} champion {ref:.4g} (tol {self.tolerance})",
+            )
+        ok = _OPS[self.op](value, self.threshold)
+        return ok, f"{self.metric}={value:.4g} {self.op} {self.threshold} {'passed' if ok else 'FAILED'}"
+
+
+def gates_from_params(spec: list[Mapping[str, Any]] | None) -> list[Gate]:
+    """Gates from params.yaml entries like `{metric: event_f1, op: ">=", threshold: 0.5}`."""
+    return [Gate(**dict(g)) for g in (spec or [])]
+
+
+# --- log, register, promote --------------------------------------------------------------------
+@dataclass
+class Registration:
+    """What happened to a trained model: its run, version, sha256, alias and the gate verdicts."""
+
+    name: str
+    run_id: str
+    version: str
+    model_sha256: str
+    alias: str
+    gates: list[str] = field(default_factory=list)
+    promoted: bool = False
+    exported_to: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params -> dotted keys (MLflow params are flat)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def champion_info(name: str) -> dict | None:
+    """The current champion's version, sha256 and metrics, or None."""
+    c = client()
+    try:
+        mv = c.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # noqa: BLE001 - no registered model or no alias yet
+        return None
+    run = c.get_run(mv.run_id)
+    return {
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "model_sha256": mv.tags.get("model_sha256"),
+        "metrics": dict(run.data.metrics),
+        "source": mv.source,
+    }
+
+
+def log_and_register(
+    name: str,
+    model,
+    *,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    gates: list[Gate],
+    input_example=None,
+    charts: list[Path] = (),
+    data_paths: list[str] = (),
+    extra_artifacts: Mapping[str, Path] | None = None,
+    tags: Mapping[str, str] | None = None,
+    export_dir: Path | None = None,
+) -> Registration:
+    """Log one training run with its sklearn model, register a version and promote it if the gates pass."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    c = client()
+    exp_id = experiment(name)
+    champion = champion_info(name)
+    verdicts = [g.check(metrics, champion["metrics"] if champion else None) for g in gates]
+    passed = all(ok for ok, _ in verdicts)
+    signature = None
+    if input_example is not None:
+        signature = infer_signature(input_example, _predict_for_signature(model, input_example))
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and _finite(v)})
+        provenance = {"git_commit": git_commit(), "opslab.model": name}
+        provenance.update({f"data.{Path(p).name}.dvc_hash": dvc_hash(p) for p in data_paths})
+        mlflow.set_tags({**provenance, **(tags or {})})
+        for chart in charts:
+            mlflow.log_artifact(str(chart), artifact_path="charts")
+        for sub, path in (extra_artifacts or {}).items():
+            (mlflow.log_artifacts if Path(path).is_dir() else mlflow.log_artifact)(
+                str(path), artifact_path=sub
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(tmp) / "model"
+            sha = save_sklearn(model, model_dir, signature=signature, input_example=input_example)
+            mlflow.log_artifacts(str(model_dir), artifact_path="model")
+            mlflow.set_tag("model_sha256", sha)
+            mlflow.set_tag("gates", "passed" if passed else "failed")
+            mlflow.log_text("\n".join(msg for _, msg in verdicts) + "\n", "gates.txt")
+            mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+            c.set_model_version_tag(name, mv.version, "model_sha256", sha)
+            c.set_model_version_tag(name, mv.version, "git_commit", provenance["git_commit"])
+            alias = CHAMPION if passed else CHALLENGER
+            c.set_registered_model_alias(name, alias, mv.version)
+            exported = None
+            if passed:
+                exported = export_model(
+                    name,
+                    model_dir,
+                    version=mv.version,
+                    sha256=sha,
+                    run_id=run.info.run_id,
+                    metrics=metrics,
+                    export_dir=export_dir,
+                )
+    return Registration(
+        name=name,
+        run_id=run.info.run_id,
+        version=str(mv.version),
+        model_sha256=sha,
+        alias=alias,
+        gates=[msg for _, msg in verdicts],
+        promoted=passed,
+        exported_to=str(exported) if exported else None,
+    )
+
+
+def export_model(
+    name: str,
+    model_dir: Path,
+    *,
+    version: str,
+    sha256: str,
+    run_id: str,
+    metrics: Mapping,
+    export_dir: Path | None = None,
+) -> Path:
+    """Copy the champion's model dir to models/<name>/ with a small manifest (the service's fallback copy)."""
+    dest = Path(export_dir or ROOT / "models") / name
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_dir, tmp)
+    manifest = {
+        "name": name,
+        "version": str(version),
+        "alias": CHAMPION,
+        "model_sha256": sha256,
+        "run_id": run_id,
+        "metrics": {k: float(v) for k, v in metrics.items() if _finite(v)},
+    }
+    (tmp / "opslab_model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def load_champion(name: str, alias: str = CHAMPION):
+    """Download `models:/<name>@<alias>`, verify its sha256 and load it; returns (model, info dict)."""
+    import mlflow
+
+    c = client()
+    mv = c.get_model_version_by_alias(name, alias)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{alias}"))
+    model = load_sklearn(local, mv.tags.get("model_sha256"))
+    return model, {
+        "name": name,
+        "version": str(mv.version),
+        "model_sha256": mv.tags.get("model_sha256"),
+        "alias": alias,
+    }
+
+
+def _predict_for_signature(model, example):
+    try:
+        return model.predict(example)
+    except Exception:  # noqa: BLE001 - a signature without outputs is still useful
+        return None
+
+
+def _finite(v) -> bool:
+    try:
+        return float(v) == float(v) and abs(float(v)) != float("inf")
+    except (TypeError, ValueError):
+        return False

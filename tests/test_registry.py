@@ -1,0 +1,130 @@
+"""The MLflow registry (real SQLite store in a temp dir): versions, gates, aliases, sha256, canonical bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import anomaly, features, registry
+
+PARAMS = {
+    "seed": 3,
+    "train_fraction": 0.5,
+    "false_alarm_rate": 0.02,
+    "n_estimators": 20,
+    "max_samples": 64,
+    "short_window": 6,
+    "long_window": 24,
+}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
+    return tmp_path
+
+
+def small_series(seed=0, n=24 * 14) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-01-01", periods=n, freq="1h")
+    parts = [
+        pd.DataFrame(
+            {
+                "sensor_id": sid,
+                "kind": "cpu_pct",
+                "unit": "pct",
+                "timestamp": ts,
+                "value": 40 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 1, n),
+            }
+        )
+        for sid in ("cpu-01", "cpu-02")
+    ]
+    return features.label_windows(
+        features.sensor_grid(pd.concat(parts, ignore_index=True)),
+        pd.DataFrame(columns=["sensor_id", "start", "end", "anomaly_kind"]),
+    )
+
+
+def test_canonical_model_bytes_are_identical_across_fits(tmp_path):
+    a = registry.save_sklearn(anomaly.fit_detector(small_series(), PARAMS), tmp_path / "a")
+    b = registry.save_sklearn(anomaly.fit_detector(small_series(), PARAMS), tmp_path / "b")
+    assert a == b == registry.sha256_file(tmp_path / "a" / registry.MODEL_FILE)
+    c = registry.save_sklearn(anomaly.fit_detector(small_series(), {**PARAMS, "seed": 4}), tmp_path / "c")
+    assert c != a
+
+
+def test_saved_model_loads_with_the_trusted_list_and_scores_the_same(tmp_path):
+    series = small_series()
+    pipe = anomaly.fit_detector(series, PARAMS)
+    sha = registry.save_sklearn(pipe, tmp_path / "m")
+    loaded = registry.load_sklearn(tmp_path / "m", sha)
+    pd.testing.assert_frame_equal(
+        anomaly.score_readings(pipe, series), anomaly.score_readings(loaded, series)
+    )
+
+
+def test_tampered_model_file_is_refused(tmp_path):
+    sha = registry.save_sklearn(anomaly.fit_detector(small_series(), PARAMS), tmp_path / "m")
+    f = tmp_path / "m" / registry.MODEL_FILE
+    f.write_bytes(f.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="does not match the registered model_sha256"):
+        registry.load_sklearn(tmp_path / "m", sha)
+
+
+def test_gates_decide_champion_and_a_worse_model_stays_challenger(store):
+    series = small_series()
+    pipe = anomaly.fit_detector(series, PARAMS)
+    example = series[["sensor_id", "timestamp", "value"]].head(5)
+    gates = [
+        registry.Gate("event_f1", ">=", 0.5),
+        registry.Gate("event_f1", ">=", vs_champion=True, tolerance=0.01),
+    ]
+    first = registry.log_and_register(
+        "sensor-anomaly-test",
+        pipe,
+        params={"anomaly": PARAMS},
+        metrics={"event_f1": 0.8},
+        gates=gates,
+        input_example=example,
+        export_dir=store / "models",
+    )
+    assert first.promoted and first.alias == "champion" and first.version == "1"
+    info = registry.champion_info("sensor-anomaly-test")
+    assert info["version"] == "1" and info["model_sha256"] == first.model_sha256
+    assert (store / "models" / "sensor-anomaly-test" / "opslab_model.json").exists()
+
+    worse = registry.log_and_register(
+        "sensor-anomaly-test",
+        pipe,
+        params={"anomaly": PARAMS},
+        metrics={"event_f1": 0.7},
+        gates=gates,
+        input_example=example,
+        export_dir=store / "models",
+    )
+    assert not worse.promoted and worse.alias == "challenger" and worse.version == "2"
+    assert any("worse than champion" in g for g in worse.gates)
+    assert registry.champion_info("sensor-anomaly-test")["version"] == "1"
+
+    failing = registry.log_and_register(
+        "sensor-anomaly-test",
+        pipe,
+        params={},
+        metrics={"event_f1": 0.2},
+        gates=gates,
+        export_dir=store / "models",
+    )
+    assert not failing.promoted and any("FAILED" in g for g in failing.gates)
+
+    model, meta = registry.load_champion("sensor-anomaly-test")
+    assert meta["version"] == "1" and meta["model_sha256"] == first.model_sha256
+    scored = anomaly.score_readings(model, series)
+    assert scored["score"].between(0, 1).all()
+    c = registry.client()
+    run = c.get_run(first.run_id)
+    assert run.data.tags["model_sha256"] == first.model_sha256 and run.data.tags["git_commit"]
+    assert run.data.params["anomaly.n_estimators"] == "20"
+    mv = c.get_model_version("sensor-anomaly-test", "1")
+    assert mv.tags["model_sha256"] == first.model_sha256
