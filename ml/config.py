@@ -13,6 +13,8 @@ DATA = ROOT / "data"
 DOCS_ML = ROOT / "docs" / "ml"
 METRICS = ROOT / "metrics"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# the registry's exported champions (the service's fallback copies); tests point it elsewhere
+MODELS = Path(os.environ.get("OPSLAB_MODELS_DIR", ROOT / "models"))
 
 
 def load_params(path: str | os.PathLike | None = None) -> dict[str, Any]:

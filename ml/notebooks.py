@@ -72,6 +72,23 @@ def recorded(executed: Path) -> dict:
     raise ValueError(f"{executed}: no cell tagged 'opslab-record' printed a result")
 
 
+def jsonable(obj):
+    """Numbers, NaN and numpy scalars in nested dicts/lists -> plain JSON values (NaN becomes null)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ml.notebooks", description=__doc__.splitlines()[0])
     ap.add_argument("name", help="notebook name without extension, e.g. 01_eda")

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ml import config
 from ml.config import ROOT
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -349,7 +350,7 @@ def export_model(
     export_dir: Path | None = None,
 ) -> Path:
     """Copy the champion's model dir to models/<name>/ with a small manifest (the service's fallback copy)."""
-    dest = Path(export_dir or ROOT / "models") / name
+    dest = Path(export_dir or config.MODELS) / name
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp)

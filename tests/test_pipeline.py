@@ -49,6 +49,11 @@ def small_params(base: Path) -> dict:
     params["ingest"].update(landing=str(base / "landing"), root=str(base))
     params["features"].update(silver=str(base / "silver"), gold=str(base / "gold"))
     params["eda"].update(charts=str(base / "charts"), metrics=str(base / "eda.json"))
+    params["anomaly"].update(
+        charts=str(base / "anomaly_charts"),
+        metrics=str(base / "anomaly.json"),
+        scores=str(base / "scores" / "sensor_anomalies.parquet"),
+    )
     return params
 
 
@@ -139,3 +144,26 @@ def test_dvc_repro_runs_the_data_stages_and_a_second_run_does_nothing(tmp_path):
     assert "up to date" in status.stdout, status.stdout
     metrics = json.loads((proj / "metrics" / "ingest.json").read_text())
     assert metrics["silver_rows"]["incidents"] == 1500
+
+
+@pytest.mark.slow
+def test_anomaly_notebook_trains_registers_and_scores(small_project, tmp_path, monkeypatch):
+    """Notebook 02 under papermill with SMOKE: forest vs baselines, a registered champion, batch scores."""
+    base, _ = small_project
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
+    monkeypatch.setenv("OPSLAB_MODELS_DIR", str(tmp_path / "models"))
+    out = execute(
+        "02_anomaly_isolation_forest",
+        parameters={"PARAMS_FILE": str(base / "params.yaml"), "SMOKE": True},
+        out_dir=tmp_path,
+    )
+    record = recorded(out)
+    forest = record["synthetic"]["isolation_forest"]
+    assert set(record["synthetic"]) == {"isolation_forest", "rolling_zscore", "seasonal_residual"}
+    assert 0 <= forest["event_f1"] <= 1 and forest["windows"] > 0
+    assert record["registry"]["version"] == "1" and len(record["model_sha256"]) == 64
+    scores = pd.read_parquet(base / "scores" / "sensor_anomalies.parquet")
+    assert scores["score"].dropna().between(0, 1).all() and set(scores["model_version"]) == {"1"}
+    assert (tmp_path / "models" / "sensor-anomaly" / "opslab_model.json").exists()
+    assert "detections.png" in record["charts"] and (base / "anomaly_charts" / "detections.png").exists()
