@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all data eda train-anomaly train-all report lab test test-all lint format notebooks timings clean
+.PHONY: help setup all data eda train-anomaly train-all report lab test test-all lint format notebooks bench timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,6 +72,9 @@ format: setup ## apply ruff formatting and fixes
 notebooks: setup ## regenerate each .ipynb from its jupytext .py twin, outputs stripped
 	$(RUN) jupytext --sync notebooks/*.py
 	$(RUN) nbstripout notebooks/*.ipynb
+
+bench: setup ## benchmarks that print numbers: NAB runner on 58 files (NAB_DIR=... for the real corpus), latency
+	$(RUN) python -m scripts.bench $(if $(NAB_DIR),--nab-dir $(NAB_DIR))
 
 timings: setup ## time every DVC stage from scratch (forced), printing seconds per stage
 	$(RUN) python -m scripts.time_stages

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,9 @@ class CalibratedIsolationForest(IsolationForest):
 
     def fit(self, X, y=None, sample_weight=None):
         X = np.asarray(X, dtype=float)
-        super().fit(X, y=y, sample_weight=sample_weight)
+        with warnings.catch_warnings():  # short NAB probation periods: fewer rows than max_samples is fine
+            warnings.filterwarnings("ignore", message="max_samples .* is greater than the total number")
+            super().fit(X, y=y, sample_weight=sample_weight)
         self.feature_medians_ = np.median(X, axis=0)
         iqr = np.subtract(*np.percentile(X, [75, 25], axis=0)) / 1.349
         self.feature_scales_ = np.maximum(np.maximum(iqr, X.std(axis=0)), 1e-6)
