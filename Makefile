@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all data eda train-anomaly train-all report lab test test-all lint format notebooks bench timings clean
+.PHONY: help setup all data eda train-anomaly train-forecast train-all report lab test test-all lint format notebooks bench timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ eda: setup ## run notebooks/01_eda through papermill (dvc repro eda)
 
 train-anomaly: setup ## sensor anomaly detection: notebook 02, MLflow run, registry gates (dvc repro anomaly)
 	$(RUN) dvc repro anomaly
+
+train-forecast: setup ## sensor forecasting: backtest, per-sensor selection, MLflow registry (dvc repro forecast)
+	$(RUN) dvc repro forecast
 
 train-all: setup ## run every training stage in dvc.yaml
 	$(RUN) dvc repro

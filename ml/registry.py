@@ -168,6 +168,39 @@ def save_sklearn(model, path: Path, *, signature=None, input_example=None) -> st
     return sha256_file(f)
 
 
+FORECASTER_DIR = Path("artifacts") / "forecaster"
+
+
+def save_forecaster(model, path: Path, *, signature=None, input_example=None) -> str:
+    """Save a SensorForecaster as an MLflow pyfunc (models from code, JSON/parquet state); returns its sha256."""
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = model.save(Path(tmp) / "forecaster")
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=str(ROOT / "ml" / "forecast_pyfunc.py"),
+            artifacts={"forecaster": str(state)},
+            input_example=input_example,
+            signature=signature,
+        )
+    return tree_sha256(Path(path) / FORECASTER_DIR)
+
+
+def load_forecaster(model_dir: Path, expected_sha256: str | None = None):
+    """Load a saved forecaster after checking the sha256 of its state files."""
+    from ml.forecast import SensorForecaster
+
+    state = Path(model_dir) / FORECASTER_DIR
+    actual = tree_sha256(state)
+    if expected_sha256 and actual != expected_sha256:
+        raise ValueError(
+            f"{state}: sha256 {actual[:12]}… does not match the registered model_sha256 "
+            f"{expected_sha256[:12]}…; refusing to load"
+        )
+    return SensorForecaster.load(state)
+
+
 def load_sklearn(model_dir: Path, expected_sha256: str | None = None):
     """Load a skops model file after checking its sha256 (when given) against the registry's record."""
     import skops.io
@@ -279,8 +312,13 @@ def log_and_register(
     extra_artifacts: Mapping[str, Path] | None = None,
     tags: Mapping[str, str] | None = None,
     export_dir: Path | None = None,
+    saver=None,
 ) -> Registration:
-    """Log one training run with its sklearn model, register a version and promote it if the gates pass."""
+    """Log one training run with its model, register a version and promote it if the gates pass.
+
+    `saver(model, dir, signature=, input_example=) -> sha256` writes the MLflow model dir: sklearn models
+    by default (skops); `save_forecaster` for the forecaster.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -289,8 +327,9 @@ def log_and_register(
     champion = champion_info(name)
     verdicts = [g.check(metrics, champion["metrics"] if champion else None) for g in gates]
     passed = all(ok for ok, _ in verdicts)
+    saver = saver or save_sklearn
     signature = None
-    if input_example is not None:
+    if input_example is not None and saver is save_sklearn:
         signature = infer_signature(input_example, _predict_for_signature(model, input_example))
     with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
@@ -306,7 +345,7 @@ def log_and_register(
             )
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = Path(tmp) / "model"
-            sha = save_sklearn(model, model_dir, signature=signature, input_example=input_example)
+            sha = saver(model, model_dir, signature=signature, input_example=input_example)
             mlflow.log_artifacts(str(model_dir), artifact_path="model")
             mlflow.set_tag("model_sha256", sha)
             mlflow.set_tag("gates", "passed" if passed else "failed")

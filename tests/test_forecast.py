@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from ml import forecast as fc
@@ -159,7 +159,11 @@ def test_save_load_round_trip_gives_identical_forecasts_without_pickle(three_mod
 
 
 # --- backtest ---------------------------------------------------------------------------------------
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: a failure must stay fast
+)
 @given(fold=st.integers(0, 2), seed=st.integers(0, 2**16), shift=st.floats(-50, 50))
 def test_backtest_never_trains_on_data_at_or_after_the_origin(fold, seed, shift):
     """Perturbing every reading from fold k's origin on leaves folds 0..k's forecasts untouched."""
@@ -315,7 +319,9 @@ def test_metrics_follow_their_definitions():
     assert m["mae"] == 2 and m["mase"] == 0.5 and m["mape"] == pytest.approx(15.0)
     assert m["smape"] == pytest.approx(100 * (2 * 2 / 22 + 2 * 2 / 38) / 2)
     assert m["cov80"] == 0 and m["cov95"] == 1
-    assert fc.mase_scale(np.array([1.0, 2, 3, 5, np.nan, 9]), 2) == pytest.approx(np.mean([3 - 1, 5 - 2, 9 - 5]))
+    assert fc.mase_scale(np.array([1.0, 2, 3, 5, np.nan, 9]), 2) == pytest.approx(
+        np.mean([3 - 1, 5 - 2, 9 - 5])
+    )
 
 
 def test_fill_gaps_keeps_the_seasonal_shape_through_a_long_gap():

@@ -48,13 +48,16 @@ def small_params(base: Path) -> dict:
     params["generate"] = SMALL_GENERATE
     params["ingest"].update(landing=str(base / "landing"), root=str(base))
     params["features"].update(silver=str(base / "silver"), gold=str(base / "gold"))
-    params["eda"].update(charts=str(base / "charts"), metrics=str(base / "eda.json"))
-    params["anomaly"].update(
-        charts=str(base / "anomaly_charts"),
-        metrics=str(base / "anomaly.json"),
-        scores=str(base / "scores" / "sensor_anomalies.parquet"),
-    )
+    for section, cfg in params.items():  # every output a notebook writes goes under base/<section>/
+        for key in ("charts", "metrics", "scores", "tables"):
+            if isinstance(cfg, dict) and key in cfg:
+                cfg[key] = str(base / section / Path(cfg[key]).name)
     return params
+
+
+def out(base: Path, section: str, key: str) -> Path:
+    """Where the small project's params send a notebook output."""
+    return Path(yaml.safe_load((base / "params.yaml").read_text())[section][key])
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +103,15 @@ def test_generated_batches_land_in_silver_exactly(small_project):
 @pytest.mark.slow
 def test_eda_notebook_runs_under_papermill_and_records_results(small_project, tmp_path):
     base, _ = small_project
-    out = execute(
+    nb = execute(
         "01_eda", parameters={"PARAMS_FILE": str(base / "params.yaml"), "SMOKE": True}, out_dir=tmp_path
     )
-    record = recorded(out)
+    record = recorded(nb)
     assert record["smoke"] is True and record["sensors"] == 6 and record["sensor_kinds"] >= 3
     assert record["anomaly_kinds"] == 5 and record["incidents"] == 1500
     assert 0 < record["sla_breach_rate_pct"] < 100
-    assert json.loads((base / "eda.json").read_text()) == record
-    charts = {p.name for p in (base / "charts").glob("*.png")}
+    assert json.loads(out(base, "eda", "metrics").read_text()) == record
+    charts = {p.name for p in out(base, "eda", "charts").glob("*.png")}
     assert set(record["charts"]) == charts and "sensor_seasonality.png" in charts
     if record["real"]:  # ../shared/data present (CI): the real samples went through the same loaders
         assert record["real"]["uci_incidents"] == 3000 and record["real"]["nab_windows"] == 12
@@ -153,17 +156,58 @@ def test_anomaly_notebook_trains_registers_and_scores(small_project, tmp_path, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
     monkeypatch.setenv("OPSLAB_MODELS_DIR", str(tmp_path / "models"))
-    out = execute(
+    nb = execute(
         "02_anomaly_isolation_forest",
         parameters={"PARAMS_FILE": str(base / "params.yaml"), "SMOKE": True},
         out_dir=tmp_path,
     )
-    record = recorded(out)
+    record = recorded(nb)
     forest = record["synthetic"]["isolation_forest"]
     assert set(record["synthetic"]) == {"isolation_forest", "rolling_zscore", "seasonal_residual"}
     assert 0 <= forest["event_f1"] <= 1 and forest["windows"] > 0
     assert record["registry"]["version"] == "1" and len(record["model_sha256"]) == 64
-    scores = pd.read_parquet(base / "scores" / "sensor_anomalies.parquet")
+    scores = pd.read_parquet(out(base, "anomaly", "scores"))
     assert scores["score"].dropna().between(0, 1).all() and set(scores["model_version"]) == {"1"}
     assert (tmp_path / "models" / "sensor-anomaly" / "opslab_model.json").exists()
-    assert "detections.png" in record["charts"] and (base / "anomaly_charts" / "detections.png").exists()
+    assert (
+        "detections.png" in record["charts"] and (out(base, "anomaly", "charts") / "detections.png").exists()
+    )
+
+
+@pytest.mark.slow
+def test_forecast_notebook_backtests_registers_and_the_registered_model_forecasts(
+    small_project, tmp_path, monkeypatch
+):
+    """Notebook 03 under papermill with SMOKE; then the registered forecaster loads, verified, and answers."""
+    base, _ = small_project
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
+    monkeypatch.setenv("OPSLAB_MODELS_DIR", str(tmp_path / "models"))
+    nb = execute(
+        "03_forecast", parameters={"PARAMS_FILE": str(base / "params.yaml"), "SMOKE": True}, out_dir=tmp_path
+    )
+    record = recorded(nb)
+    assert record["sensors"] == 3 and sum(record["chosen_models"].values()) == 3
+    assert 0 <= record["goals"]["selected_holdout.cov80"] <= 1
+    assert record["registry"]["version"] == "1" and len(record["model_sha256"]) == 64
+    assert (out(base, "forecast", "charts") / "forecasts.png").exists()
+
+    import mlflow
+
+    from ml import registry
+
+    client = registry.client()
+    mv = client.get_model_version("sensor-forecast", "1")
+    local = mlflow.artifacts.download_artifacts("models:/sensor-forecast/1")
+    model = registry.load_forecaster(local, mv.tags["model_sha256"])
+    sid = model.sensor_ids[0]
+    fc = model.forecast(sid, 12)
+    assert len(fc) == 12 and fc[["yhat", "lo80", "hi80", "lo95", "hi95"]].notna().all().all()
+    assert (
+        (fc["lo95"] <= fc["lo80"]).all()
+        and (fc["lo80"] <= fc["yhat"]).all()
+        and (fc["hi80"] <= fc["hi95"]).all()
+    )
+    pyfunc = mlflow.pyfunc.load_model("models:/sensor-forecast/1")
+    answer = pyfunc.predict(pd.DataFrame({"sensor_id": [sid], "horizon": [5]}))
+    assert len(answer) == 5 and set(answer["sensor_id"]) == {sid}
