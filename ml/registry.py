@@ -38,6 +38,12 @@ MODEL_FILE = "model.skops"
 TRUSTED_TYPES = [
     "ml.features.SensorWindowFeatures",
     "ml.anomaly.CalibratedIsolationForest",
+    "ml.incidents.features.IncidentFeatures",
+    "ml.incidents.ttr.TTRQuantileModel",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.model_selection._split.TimeSeriesSplit",
     "sklearn.tree._tree.Tree",
     "numpy.dtype",
     "collections.OrderedDict",

@@ -1,0 +1,298 @@
+"""Raw incident records -> one numeric matrix from open-time fields only, shared by the SLA and TTR models.
+
+`IncidentFeatures` is the first step of every incident Pipeline, so the notebook, batch scoring and the
+service featurise a ticket the same way. It reads only `INPUT_COLUMNS` (a subset of
+`schemas.OPEN_TIME_COLUMNS`) plus the optional `group_load_24h`; outcome columns in the input are never
+read. `time_split` and the target helpers keep the train/test protocol in one place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import OneHotEncoder
+
+from ml import features, schemas
+
+GROUP_LOAD = "group_load_24h"
+CATEGORICAL_COLUMNS = ("contact_type", "category", "subcategory", "cmdb_ci", "assignment_group", "location")
+NUMERIC_COLUMNS = ("impact", "urgency", "priority", "sla_target_hours")
+TEXT_COLUMNS = ("short_description", "description")
+# Every raw column IncidentFeatures reads with its defaults (group_load_24h is optional on top).
+INPUT_COLUMNS = ("opened_at", *NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *TEXT_COLUMNS)
+ALLOWED_COLUMNS = frozenset(schemas.OPEN_TIME_COLUMNS) | {GROUP_LOAD}
+CALENDAR_FEATURES = (
+    "open_hour",
+    "hour_sin",
+    "hour_cos",
+    "open_weekday",
+    "is_weekend",
+    "is_night",
+    "hours_to_business",
+)
+MISSING = "(missing)"
+
+
+class IncidentFeatures(TransformerMixin, BaseEstimator):
+    """Open-time incident fields -> dense float matrix: calendar, levels, SLA, categories, group load, text.
+
+    - calendar from `opened_at`: hour (raw, sin, cos), weekday, weekend, night (before 07:00 or from
+      20:00), hours until the next business hour (Mon-Fri `business_hours`); no month or year, so the
+      model cannot key on the period it was trained in;
+    - impact, urgency, priority and log(sla_target_hours);
+    - one-hot of `categorical_columns`; categories seen fewer than `min_frequency` times in training share
+      an "infrequent" column, where unseen ones go too (all zeros if a column has no rare category);
+      missing values are their own category;
+    - `routing_share` (target-free): the training share of the ticket's subcategory that went to its
+      assignment group, smoothed toward the group's overall share; low for unusual routing;
+    - `group_load_24h`: incidents opened for the same group in the previous 24 h. It needs the other
+      incidents, so it is an optional input column: batch scoring computes it with `add_group_load`
+      over the whole silver table, and the service may pass it. Training needs it; at transform time an
+      absent column (or a missing value) is filled with the training median, i.e. "a typical load";
+    - with `use_text`: log length in characters and words of `ml.features.incident_text`, and its
+      TF-IDF (`text_max_features` terms), reduced to `text_components` SVD dimensions (None = keep the
+      TF-IDF columns). Without it the text columns are not read (the UCI log has no text).
+    """
+
+    def __init__(
+        self,
+        categorical_columns=CATEGORICAL_COLUMNS,
+        min_frequency=20,
+        routing_share=True,
+        use_group_load=True,
+        use_text=True,
+        text_max_features=2000,
+        text_components=10,
+        business_hours=(8, 18),
+        random_state=0,
+    ):
+        self.categorical_columns = categorical_columns
+        self.min_frequency = min_frequency
+        self.routing_share = routing_share
+        self.use_group_load = use_group_load
+        self.use_text = use_text
+        self.text_max_features = text_max_features
+        self.text_components = text_components
+        self.business_hours = business_hours
+        self.random_state = random_state
+
+    # -- the columns this instance reads ------------------------------------------------------
+    def input_columns(self) -> list[str]:
+        """Raw columns this configuration reads; asking for one not known at open time raises."""
+        cats = list(self.categorical_columns)
+        bad = [c for c in cats if c not in ALLOWED_COLUMNS]
+        if bad:
+            outcome = [c for c in bad if c in schemas.OUTCOME_COLUMNS]
+            what = "an outcome column (not known at open time)" if outcome else "not an open-time column"
+            raise ValueError(
+                f"categorical_columns: {bad[0]!r} is {what}; allowed: {sorted(schemas.OPEN_TIME_COLUMNS)}"
+            )
+        cols = ["opened_at", *NUMERIC_COLUMNS, *cats]
+        if self.use_text:
+            cols += list(TEXT_COLUMNS)
+        return list(dict.fromkeys(cols))
+
+    def _select(self, X: pd.DataFrame, *, fitting: bool) -> pd.DataFrame:
+        """Copy only the columns read (errors name the missing ones); nothing else of X is touched."""
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"IncidentFeatures needs a DataFrame of incident records, got {type(X).__name__}")
+        cols = self.input_columns()
+        missing = [c for c in cols if c not in X.columns]
+        if missing:
+            raise ValueError(f"incident records lack column(s) {missing}")
+        if fitting and self.use_group_load and GROUP_LOAD not in X.columns:
+            raise ValueError(
+                f"training records need {GROUP_LOAD!r}: compute it over the full history with "
+                "ml.incidents.features.add_group_load (or set use_group_load=False)"
+            )
+        take = cols + ([GROUP_LOAD] if self.use_group_load and GROUP_LOAD in X.columns else [])
+        return X[take].copy()
+
+    # -- fit / transform ---------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame, y=None):
+        frame = self._select(X, fitting=True)
+        cats = self._categoricals(frame)
+        self.encoder_ = OneHotEncoder(
+            handle_unknown="infrequent_if_exist",
+            min_frequency=self.min_frequency,
+            sparse_output=False,
+            dtype=np.float64,
+        ).fit(cats)
+        if self._has_routing():
+            sub, grp = cats["subcategory"], cats["assignment_group"]
+            self.group_share_ = {str(k): float(v) for k, v in grp.value_counts(normalize=True).items()}
+            self.subcategory_count_ = {str(k): int(v) for k, v in sub.value_counts().items()}
+            pairs = (sub + "\x1f" + grp).value_counts()
+            self.pair_count_ = {str(k): int(v) for k, v in pairs.items()}
+        if self.use_text:
+            text = features.incident_text(frame)
+            self.vectorizer_ = TfidfVectorizer(
+                max_features=self.text_max_features,
+                min_df=min(3, max(1, len(text) // 100)),
+                sublinear_tf=True,
+                ngram_range=(1, 2),
+                dtype=np.float64,
+            )
+            try:
+                tfidf = self.vectorizer_.fit_transform(text)
+            except ValueError as exc:  # every text empty: e.g. the UCI event log
+                raise ValueError(f"use_text=True but the records carry no usable text ({exc})") from exc
+            self.vectorizer_.stop_words_ = None  # the pruned-terms set: only for introspection, and large
+            self.svd_ = None
+            if self.text_components:
+                k = min(int(self.text_components), tfidf.shape[1] - 1)
+                if k >= 1:
+                    self.svd_ = TruncatedSVD(n_components=k, random_state=self.random_state).fit(tfidf)
+        numeric = self._numeric(frame, fill=False)
+        self.medians_ = {c: float(v) if pd.notna(v) else 0.0 for c, v in numeric.median().items()}
+        self.feature_names_out_ = self._names()
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        frame = self._select(X, fitting=False)
+        numeric = self._numeric(frame, fill=True)
+        blocks = [numeric.to_numpy(dtype=np.float64), self.encoder_.transform(self._categoricals(frame))]
+        if self._has_routing():
+            blocks.append(self._routing(frame)[:, None])
+        if self.use_text:
+            tfidf = self.vectorizer_.transform(features.incident_text(frame))
+            blocks.append(self.svd_.transform(tfidf) if self.svd_ is not None else tfidf.toarray())
+        return np.hstack(blocks)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    # -- pieces --------------------------------------------------------------------------------------
+    def _has_routing(self) -> bool:
+        return bool(self.routing_share) and {"subcategory", "assignment_group"} <= set(
+            self.categorical_columns
+        )
+
+    def _categoricals(self, frame: pd.DataFrame) -> pd.DataFrame:
+        cols = list(self.categorical_columns)
+        return frame[cols].astype(object).where(frame[cols].notna(), MISSING).astype(str)
+
+    def _numeric(self, frame: pd.DataFrame, *, fill: bool) -> pd.DataFrame:
+        t = pd.to_datetime(frame["opened_at"])
+        hour = t.dt.hour + t.dt.minute / 60.0
+        weekday = t.dt.dayofweek
+        out = pd.DataFrame(index=frame.index)
+        out["open_hour"] = hour
+        out["hour_sin"] = np.sin(2 * np.pi * hour / 24)
+        out["hour_cos"] = np.cos(2 * np.pi * hour / 24)
+        out["open_weekday"] = weekday
+        out["is_weekend"] = (weekday >= 5).astype(float)
+        out["is_night"] = ((t.dt.hour < 7) | (t.dt.hour >= 20)).astype(float)
+        out["hours_to_business"] = hours_to_business(t, *self.business_hours)
+        for col in ("impact", "urgency", "priority"):
+            out[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        out["log_sla_hours"] = np.log(pd.to_numeric(frame["sla_target_hours"], errors="coerce").astype(float))
+        if self.use_group_load:
+            load = frame[GROUP_LOAD] if GROUP_LOAD in frame else pd.Series(np.nan, index=frame.index)
+            out[GROUP_LOAD] = pd.to_numeric(load, errors="coerce").astype(float)
+        if self.use_text:
+            text = features.incident_text(frame)
+            out["log_text_chars"] = np.log1p(text.str.len().astype(float))
+            out["log_text_words"] = np.log1p(text.str.split().str.len().fillna(0).astype(float))
+        if fill:
+            out = out.fillna(self.medians_)
+        return out
+
+    def _routing(self, frame: pd.DataFrame, smoothing: float = 5.0) -> np.ndarray:
+        cats = self._categoricals(frame)
+        sub, grp = cats["subcategory"].to_numpy(), cats["assignment_group"].to_numpy()
+        prior = np.array([self.group_share_.get(g, 0.0) for g in grp])
+        n_sub = np.array([self.subcategory_count_.get(s, 0) for s in sub], dtype=float)
+        n_pair = np.array([self.pair_count_.get(f"{s}\x1f{g}", 0) for s, g in zip(sub, grp, strict=True)])
+        return (n_pair + smoothing * prior) / (n_sub + smoothing)
+
+    def _names(self) -> list[str]:
+        names = list(CALENDAR_FEATURES) + ["impact", "urgency", "priority", "log_sla_hours"]
+        if self.use_group_load:
+            names.append(GROUP_LOAD)
+        if self.use_text:
+            names += ["log_text_chars", "log_text_words"]
+        names += [str(n) for n in self.encoder_.get_feature_names_out(list(self.categorical_columns))]
+        if self._has_routing():
+            names.append("routing_share")
+        if self.use_text:
+            if self.svd_ is not None:
+                names += [f"text_svd_{i}" for i in range(self.svd_.n_components)]
+            else:
+                names += [f"tfidf_{w}" for w in self.vectorizer_.get_feature_names_out()]
+        return names
+
+
+def hours_to_business(opened_at: pd.Series, start: int = 8, end: int = 18) -> np.ndarray:
+    """Hours from opening until the next business hour (Mon-Fri start..end); 0 inside business hours."""
+    t = pd.DatetimeIndex(pd.to_datetime(opened_at))
+    hour = (t - t.normalize()) / pd.Timedelta("1h")
+    dow = t.dayofweek.to_numpy()
+    weekday = dow < 5
+    inside = weekday & (hour >= start) & (hour < end)
+    before = weekday & (hour < start)
+    days_ahead = np.select([before, dow == 4, dow == 5], [0, 3, 2], default=1)
+    nxt = t.normalize() + pd.to_timedelta(days_ahead, unit="D") + pd.Timedelta(hours=start)
+    return np.where(inside, 0.0, np.asarray((nxt - t) / pd.Timedelta("1h"), dtype=float))
+
+
+def add_group_load(incidents: pd.DataFrame, window: str = "24h") -> pd.DataFrame:
+    """A copy with `group_load_24h` (from `ml.features.group_load`) unless present; pass the whole history."""
+    if GROUP_LOAD in incidents.columns:
+        return incidents.copy()
+    load = features.group_load(pd.to_datetime(incidents["opened_at"]), incidents["assignment_group"], window)
+    return incidents.assign(**{GROUP_LOAD: load.to_numpy()})
+
+
+# --- targets and the time-ordered split ---------------------------------------------------------------
+def breach_target(incidents: pd.DataFrame) -> pd.Series:
+    """1.0 where the SLA was breached, 0.0 where met, NaN while unknown (gold `target_breached` or silver `made_sla`)."""
+    if "target_breached" in incidents:
+        flag = incidents["target_breached"].astype("boolean")
+    else:
+        flag = ~incidents["made_sla"].astype("boolean")
+    return flag.astype("Float64").astype(float).rename("breached")
+
+
+def ttr_hours_target(incidents: pd.DataFrame) -> pd.Series:
+    """Hours from opening to resolution, NaN when unresolved (gold `target_ttr_hours` or silver timestamps)."""
+    if "target_ttr_hours" in incidents:
+        return incidents["target_ttr_hours"].astype(float).rename("ttr_hours")
+    delta = pd.to_datetime(incidents["resolved_at"]) - pd.to_datetime(incidents["opened_at"])
+    return (delta.dt.total_seconds() / 3600.0).rename("ttr_hours")
+
+
+def is_closed(incidents: pd.DataFrame) -> pd.Series:
+    """Incidents whose outcome is known (an SLA verdict or a resolution time)."""
+    return breach_target(incidents).notna() | ttr_hours_target(incidents).notna()
+
+
+def sort_by_time(incidents: pd.DataFrame) -> pd.DataFrame:
+    """Rows in opening order (ties by `number` when present), whatever order they came in."""
+    keys = ["opened_at", "number"] if "number" in incidents.columns else ["opened_at"]
+    return incidents.sort_values(keys, kind="stable")
+
+
+def time_split(
+    incidents: pd.DataFrame, test_fraction: float | None = 0.2, cutoff=None, *, closed_only: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) by `opened_at`: test = opened at or after `cutoff`, else the last `test_fraction` of the
+    time span; both sorted by opening time and, by default, closed incidents only."""
+    t = pd.to_datetime(incidents["opened_at"])
+    if cutoff is None:
+        if test_fraction is None or not 0 < float(test_fraction) < 1:
+            raise ValueError(
+                f"test_fraction must be in (0, 1) when no cutoff is given, got {test_fraction!r}"
+            )
+        cutoff = t.min() + (t.max() - t.min()) * (1.0 - float(test_fraction))
+    cutoff = pd.Timestamp(cutoff)
+    frame = incidents[is_closed(incidents)] if closed_only else incidents
+    frame = sort_by_time(frame)
+    opened = pd.to_datetime(frame["opened_at"])
+    train, test = frame[opened < cutoff], frame[opened >= cutoff]
+    if train.empty or test.empty:
+        raise ValueError(f"cutoff {cutoff} leaves {len(train)} training and {len(test)} test incidents")
+    return train, test
