@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all data eda train-anomaly train-forecast train-all report lab test test-all lint format notebooks bench timings clean
+.PHONY: help setup all data eda train-anomaly train-forecast train-all promote rollback report lab test test-all lint format notebooks bench timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,12 @@ train-forecast: setup ## sensor forecasting: backtest, per-sensor selection, MLf
 
 train-all: setup ## run every training stage in dvc.yaml
 	$(RUN) dvc repro
+
+promote: setup ## make VERSION the champion of MODEL by hand, e.g. make promote MODEL=sensor-anomaly VERSION=3
+	$(RUN) python -m ml.registry promote --model $(MODEL) --version $(VERSION)
+
+rollback: setup ## give `champion` back to the previous champion of MODEL, e.g. make rollback MODEL=sensor-anomaly
+	$(RUN) python -m ml.registry rollback --model $(MODEL)
 
 report: setup ## render executed notebooks to docs/ml/html and write docs/ml/index.html
 	$(RUN) dvc repro report

@@ -319,6 +319,7 @@ def log_and_register(
     tags: Mapping[str, str] | None = None,
     export_dir: Path | None = None,
     saver=None,
+    comparison_path: Path | None = None,
 ) -> Registration:
     """Log one training run with its model, register a version and promote it if the gates pass.
 
@@ -359,10 +360,13 @@ def log_and_register(
             mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
             c.set_model_version_tag(name, mv.version, "model_sha256", sha)
             c.set_model_version_tag(name, mv.version, "git_commit", provenance["git_commit"])
-            alias = CHAMPION if passed else CHALLENGER
-            c.set_registered_model_alias(name, alias, mv.version)
+            c.set_model_version_tag(name, mv.version, "gates", "passed" if passed else "failed")
+            c.set_registered_model_alias(name, CHALLENGER, mv.version)  # every new version starts here
+            alias = CHALLENGER
             exported = None
             if passed:
+                alias = CHAMPION
+                _set_champion(c, name, str(mv.version))
                 exported = export_model(
                     name,
                     model_dir,
@@ -372,6 +376,8 @@ def log_and_register(
                     metrics=metrics,
                     export_dir=export_dir,
                 )
+    if comparison_path is not None:
+        write_comparison(comparison_path, name, str(mv.version), metrics, champion, verdicts, passed)
     return Registration(
         name=name,
         run_id=run.info.run_id,
@@ -382,6 +388,136 @@ def log_and_register(
         promoted=passed,
         exported_to=str(exported) if exported else None,
     )
+
+
+HISTORY_TAG = "opslab.champion_history"  # versions that have been champion, oldest first (for rollback)
+
+
+def _set_champion(c, name: str, version: str) -> None:
+    """Point `champion` at a version and append it to the registered model's champion history."""
+    model = c.get_registered_model(name)
+    history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    if not history or history[-1] != version:
+        history.append(version)
+    c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    c.set_registered_model_alias(name, CHAMPION, version)
+
+
+def write_comparison(
+    path: Path,
+    name: str,
+    version: str,
+    metrics: Mapping[str, float],
+    champion: dict | None,
+    verdicts: list[tuple[bool, str]],
+    passed: bool,
+) -> Path:
+    """A markdown table of the new version's metrics against the champion it was compared with, and the gates."""
+    ref = (champion or {}).get("metrics", {})
+    head = f"champion v{champion['version']}" if champion else "champion (none yet)"
+    lines = [
+        f"# {name}: v{version} against the champion",
+        "",
+        f"Verdict: **{'promoted to champion' if passed else 'kept as challenger'}**.",
+        "",
+        f"| metric | new v{version} | {head} | change |",
+        "|---|---|---|---|",
+    ]
+    for key in sorted(metrics):
+        new = metrics[key]
+        if not _finite(new):
+            continue
+        old = ref.get(key)
+        delta = f"{float(new) - float(old):+.4g}" if old is not None and _finite(old) else ""
+        shown_old = f"{float(old):.4g}" if old is not None and _finite(old) else "–"
+        lines.append(f"| {key} | {float(new):.4g} | {shown_old} | {delta} |")
+    lines += ["", "## Gates", ""] + [f"- {'✅' if ok else '❌'} {msg}" for ok, msg in verdicts]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def promote(name: str, version: str, *, export_dir: Path | None = None) -> dict:
+    """Make a version champion by hand (the gates are bypassed: say why in the commit/ticket)."""
+    import mlflow
+
+    c = client()
+    before = champion_info(name)
+    mv = c.get_model_version(name, str(version))
+    _set_champion(c, name, str(mv.version))
+    _export_version(name, mv, export_dir)
+    return {
+        "model": name,
+        "champion_before": before["version"] if before else None,
+        "champion_now": str(mv.version),
+        "model_sha256": mv.tags.get("model_sha256"),
+        "tracking_uri": mlflow.get_tracking_uri(),
+    }
+
+
+def rollback(name: str, *, export_dir: Path | None = None) -> dict:
+    """Move `champion` back to the version that was champion before the current one."""
+    c = client()
+    model = c.get_registered_model(name)
+    history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    current = champion_info(name)
+    if current is None or len(history) < 2:
+        raise ValueError(f"{name}: no earlier champion to roll back to (history {history})")
+    while history and history[-1] == current["version"]:
+        history.pop()
+    if not history:
+        raise ValueError(f"{name}: no earlier champion to roll back to")
+    target = history[-1]
+    c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    c.set_registered_model_alias(name, CHAMPION, target)
+    _export_version(name, c.get_model_version(name, target), export_dir)
+    return {
+        "model": name,
+        "champion_before": current["version"],
+        "champion_now": target,
+        "model_sha256": c.get_model_version(name, target).tags.get("model_sha256"),
+    }
+
+
+def _export_version(name: str, mv, export_dir: Path | None) -> Path:
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}"))
+    metrics = client().get_run(mv.run_id).data.metrics
+    return export_model(
+        name,
+        local,
+        version=mv.version,
+        sha256=mv.tags.get("model_sha256", ""),
+        run_id=mv.run_id,
+        metrics=metrics,
+        export_dir=export_dir,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m ml.registry", description="Move the champion alias by hand.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("promote", help="make VERSION the champion of MODEL")
+    p.add_argument("--model", required=True)
+    p.add_argument("--version", required=True)
+    r = sub.add_parser("rollback", help="make the previous champion of MODEL champion again")
+    r.add_argument("--model", required=True)
+    args = ap.parse_args(argv)
+    try:
+        out = promote(args.model, args.version) if args.cmd == "promote" else rollback(args.model)
+    except Exception as exc:  # noqa: BLE001 - a readable line, not a traceback
+        print(f"{args.cmd} failed: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{out['model']}: champion v{out['champion_before']} -> v{out['champion_now']} "
+        f"(model_sha256 {str(out['model_sha256'])[:12]}…)"
+    )
+    return 0
 
 
 def export_model(
@@ -441,3 +577,7 @@ def _finite(v) -> bool:
         return float(v) == float(v) and abs(float(v)) != float("inf")
     except (TypeError, ValueError):
         return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -154,7 +154,8 @@ else:
 # The run logs params, metrics, charts, the git commit and the DVC hash of the input data; the model is
 # saved with skops (a safe format) and its sha256 is recorded. It becomes `champion` only if it passes
 # every gate in `params.yaml` (absolute event F1, beats the best baseline, no worse than the current
-# champion); otherwise it stays `challenger`.
+# champion); otherwise it stays `challenger`. The new-vs-champion table is written to
+# `docs/ml/anomaly/comparison.md`; `make promote` / `make rollback` move `champion` by hand.
 
 # %%
 best_baseline = table.loc[list(anomaly.BASELINES), "event_f1"].max()
@@ -165,7 +166,7 @@ for name in anomaly.BASELINES:
 reg = registry.log_and_register(
     "sensor-anomaly", pipe, params={"anomaly": cfg}, metrics=metrics, gates=registry.gates_from_params(cfg["gates"]),
     input_example=series.loc[series["value"].notna(), ["sensor_id", "timestamp", "value"]].head(48),
-    charts=saved, data_paths=[params["features"]["gold"]])
+    charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md")
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% [markdown]

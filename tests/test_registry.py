@@ -128,3 +128,42 @@ def test_gates_decide_champion_and_a_worse_model_stays_challenger(store):
     assert run.data.params["anomaly.n_estimators"] == "20"
     mv = c.get_model_version("sensor-anomaly-test", "1")
     assert mv.tags["model_sha256"] == first.model_sha256
+
+
+def test_promote_and_rollback_move_champion_and_write_a_comparison(store):
+    series = small_series()
+    pipe = anomaly.fit_detector(series, PARAMS)
+    gates = [
+        registry.Gate("event_f1", ">=", 0.5),
+        registry.Gate("event_f1", ">=", vs_champion=True, tolerance=0.0),
+    ]
+
+    def register(f1):
+        return registry.log_and_register(
+            "m",
+            pipe,
+            params={},
+            metrics={"event_f1": f1},
+            gates=gates,
+            export_dir=store / "models",
+            comparison_path=store / "comparison.md",
+        )
+
+    assert register(0.6).promoted and register(0.7).promoted  # v1, then v2 beats it
+    table = (store / "comparison.md").read_text()
+    assert "| event_f1 | 0.7 | 0.6 | +0.1 |" in table and "promoted to champion" in table
+    third = register(0.65)  # worse than v2: challenger only
+    assert not third.promoted and registry.champion_info("m")["version"] == "2"
+    assert str(registry.client().get_model_version_by_alias("m", "challenger").version) == "3"
+    assert "kept as challenger" in (store / "comparison.md").read_text()
+
+    back = registry.rollback("m", export_dir=store / "models")
+    assert (back["champion_before"], back["champion_now"]) == ("2", "1")
+    assert registry.champion_info("m")["version"] == "1"
+    manifest = (store / "models" / "m" / "opslab_model.json").read_text()
+    assert '"version": "1"' in manifest
+    with pytest.raises(ValueError, match="no earlier champion"):
+        registry.rollback("m")
+    moved = registry.promote("m", "3", export_dir=store / "models")
+    assert moved["champion_now"] == "3" and registry.champion_info("m")["version"] == "3"
+    assert registry.rollback("m", export_dir=store / "models")["champion_now"] == "1"
