@@ -63,7 +63,7 @@ report: setup ## render executed notebooks to docs/ml/html and write docs/ml/ind
 	$(RUN) dvc repro report
 
 lab: setup ## open JupyterLab on notebooks/ with the project environment as kernel
-	$(RUN) jupyter lab --notebook-dir=notebooks
+	$(RUN) jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup ## the test suite (unit, property, bad-input, real-data when ../shared exists, notebook smoke)
 	$(RUN) pytest -q -n 2 --dist loadgroup
