@@ -198,12 +198,7 @@ def load_forecaster(model_dir: Path, expected_sha256: str | None = None):
     from ml.forecast import SensorForecaster
 
     state = Path(model_dir) / FORECASTER_DIR
-    actual = tree_sha256(state)
-    if expected_sha256 and actual != expected_sha256:
-        raise ValueError(
-            f"{state}: sha256 {actual[:12]}… does not match the registered model_sha256 "
-            f"{expected_sha256[:12]}…; refusing to load"
-        )
+    _verify(state, tree_sha256(state), expected_sha256)
     return SensorForecaster.load(state)
 
 
@@ -212,13 +207,17 @@ def load_sklearn(model_dir: Path, expected_sha256: str | None = None):
     import skops.io
 
     f = Path(model_dir) / MODEL_FILE
-    actual = sha256_file(f)
-    if expected_sha256 and actual != expected_sha256:
-        raise ValueError(
-            f"{f}: sha256 {actual[:12]}… does not match the registered model_sha256 "
-            f"{expected_sha256[:12]}…; refusing to load"
-        )
+    _verify(f, sha256_file(f), expected_sha256)
     return skops.io.load(f, trusted=TRUSTED_TYPES)
+
+
+def _verify(path: Path, actual: str, expected: str | None) -> None:
+    """Refuse model bytes whose sha256 differs from the registry's record (when there is one)."""
+    if expected and actual != expected:
+        raise ValueError(
+            f"{path}: sha256 {actual[:12]}… does not match the registered model_sha256 "
+            f"{expected[:12]}…; refusing to load"
+        )
 
 
 # --- gates ------------------------------------------------------------------------------------
