@@ -29,7 +29,7 @@ def plot_detections(
         ax.scatter(alarms["timestamp"], alarms["value"], color="tab:red", s=12, zorder=3, label="alarm")
         if sid in eval_start.index:
             ax.axvline(eval_start[sid], color="tab:blue", ls="--", lw=1, label="evaluation starts")
-        ax.set(title=f"{sid} ({data_name})", ylabel="reading")
+        ax.set(title=f"{sid} ({data_name})", ylabel="reading (sensor's unit)")
     axes[0, 0].legend(loc="upper left", fontsize=8)
     axes[-1, 0].set_xlabel("time")
     fig.suptitle("Isolation Forest alarms (red) against labelled windows (orange)", fontweight="bold")

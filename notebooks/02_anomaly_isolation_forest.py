@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import anomaly, evaluation, plots, registry, sensor_charts
+from ml import anomaly, eda, evaluation, plots, registry, sensor_charts
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.notebooks import jsonable
 
@@ -83,7 +83,7 @@ display(table[shown])
 
 # %%
 threshold = pipe.named_steps["detector"].threshold_
-examples = windows.drop_duplicates("anomaly_kind")["sensor_id"].tolist()[:4]
+examples = eda.pick_sensors_per_kind(eda.sensor_coverage(series, windows))  # one sensor of each kind
 fig = sensor_charts.plot_detections(scored, windows, examples, eval_start, DATA)
 saved = [plots.save(fig, CHARTS, "detections")]
 
