@@ -132,6 +132,16 @@ def training_rows(series: pd.DataFrame, train_fraction: float) -> pd.Series:
     return series["timestamp"] < first + (last - first) * train_fraction
 
 
+def normal_rows(series: pd.DataFrame, mask: pd.Series | np.ndarray | None = None) -> np.ndarray:
+    """Rows that may set a model or a threshold: inside `mask`, with a reading, outside labelled windows."""
+    keep = series["value"].notna().to_numpy()
+    if mask is not None:
+        keep &= np.asarray(mask, dtype=bool)
+    if "is_anomaly" in series:
+        keep &= ~series["is_anomaly"].astype(bool).to_numpy()
+    return keep
+
+
 def fit_detector(series: pd.DataFrame, params: dict, train_mask: pd.Series | None = None) -> Pipeline:
     """Fit on the training period: features on every training reading, the forest on the normal ones only.
 
@@ -144,14 +154,12 @@ def fit_detector(series: pd.DataFrame, params: dict, train_mask: pd.Series | Non
     pipe = make_detector(params)
     mask = training_rows(series, params["train_fraction"]) if train_mask is None else train_mask
     train = series[mask]
-    normal = train["value"].notna()
-    if "is_anomaly" in train:
-        normal &= ~train["is_anomaly"].astype(bool)
+    normal = normal_rows(train)
     feats = pipe.named_steps["features"].fit(train[normal]).transform(train)
     # the forest learns from the earlier part of the training period; the threshold is set on the later
     # part, which the forest has not seen (in-sample scores would understate the false-alarm rate)
     held_out = training_rows(train, 1.0 - params.get("calibration_fraction", 0.3)).to_numpy() == 0
-    X, keep = feats.to_numpy(), normal.to_numpy()
+    X, keep = feats.to_numpy(), normal
     detector = pipe.named_steps["detector"].fit(X[keep & ~held_out])
     if (keep & held_out).sum() >= 50:
         detector.calibrate(X[keep & held_out])
@@ -237,9 +245,7 @@ def compare_detectors(
             merge_gap=params.get("merge_gap", 3),
         )
     }
-    normal = train_mask.to_numpy() & series["value"].notna().to_numpy()
-    if "is_anomaly" in series:
-        normal &= ~series["is_anomaly"].astype(bool).to_numpy()
+    normal = normal_rows(series, train_mask)
     for name, score in baseline_scores(series, period).items():
         scored[f"score_{name}"] = score.to_numpy()
         threshold = evaluation.threshold_for_false_alarm_rate(
@@ -269,9 +275,7 @@ def false_alarm_sweep(
     """Event/point metrics of every detector over a range of false-alarm budgets (one row per detector x rate)."""
     from ml import evaluation
 
-    normal = train_mask.to_numpy() & series["value"].notna().to_numpy()
-    if "is_anomaly" in series:
-        normal &= ~series["is_anomaly"].astype(bool).to_numpy()
+    normal = normal_rows(series, train_mask)
     rows = []
     for rate in rates:
         cols = {"isolation_forest": ("score", 1.0 - rate)}

@@ -108,16 +108,16 @@ def plot_explanations(scored: pd.DataFrame, windows: pd.DataFrame, data_name: st
     return fig
 
 
-def plot_score_distribution(scored: pd.DataFrame, threshold: float, data_name: str) -> plt.Figure:
+def plot_score_distribution(
+    scored: pd.DataFrame, in_window: pd.Series, threshold: float, data_name: str
+) -> plt.Figure:
     """Forest scores inside vs outside labelled windows, with the alarm threshold."""
     fig, ax = plt.subplots()
-    s = scored.dropna(subset=["score"])
-    inside = (
-        s["in_window"] if "in_window" in s else s.get("is_anomaly_truth", pd.Series(False, index=s.index))
-    )
+    has = scored["score"].notna().to_numpy()
+    inside = in_window.to_numpy(dtype=bool)
     bins = np.linspace(0, 1, 51)
-    ax.hist(s.loc[~inside, "score"], bins=bins, alpha=0.6, density=True, label="outside windows")
-    ax.hist(s.loc[inside, "score"], bins=bins, alpha=0.6, density=True, label="inside windows")
+    ax.hist(scored.loc[has & ~inside, "score"], bins=bins, alpha=0.6, density=True, label="outside windows")
+    ax.hist(scored.loc[has & inside, "score"], bins=bins, alpha=0.6, density=True, label="inside windows")
     ax.axvline(threshold, color="tab:red", ls="--", label=f"threshold {threshold:.3f}")
     ax.set(
         yscale="log",

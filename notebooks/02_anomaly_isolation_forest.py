@@ -125,11 +125,9 @@ saved.append(plots.save(sensor_charts.plot_recall_by_kind(by_kind, DATA), CHARTS
 
 # %%
 saved.append(plots.save(sensor_charts.plot_explanations(scored, windows, DATA), CHARTS, "explanations"))
-in_window = pd.Series(False, index=scored.index)
-for w in windows.itertuples():
-    in_window |= (scored["sensor_id"] == w.sensor_id) & scored["timestamp"].between(w.start, w.end)
-scored["in_window"] = in_window
-saved.append(plots.save(sensor_charts.plot_score_distribution(scored, threshold, DATA), CHARTS, "score_distribution"))
+in_window = series["is_anomaly"].astype(bool)  # gold already marks readings inside labelled windows
+fig = sensor_charts.plot_score_distribution(scored, in_window, threshold, DATA)
+saved.append(plots.save(fig, CHARTS, "score_distribution"))
 
 # %% [markdown]
 # ## Real data: the NAB sample (when `../shared/data` is present)
