@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all data eda train-anomaly train-forecast train-all promote rollback report lab test test-all lint format notebooks bench timings clean
+.PHONY: help setup all data eda train-anomaly train-forecast train-sla train-ttr score-incidents train-all promote rollback report lab test test-all lint format notebooks bench timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,15 @@ train-anomaly: setup ## sensor anomaly detection: notebook 02, MLflow run, regis
 
 train-forecast: setup ## sensor forecasting: backtest, per-sensor selection, MLflow registry (dvc repro forecast)
 	$(RUN) dvc repro forecast
+
+train-sla: setup ## SLA-breach risk at open time: notebook 04, calibrated, cost threshold, gates (dvc repro sla)
+	$(RUN) dvc repro sla
+
+train-ttr: setup ## time to resolve with P10/P50/P90: notebook 05 (dvc repro ttr)
+	$(RUN) dvc repro ttr
+
+score-incidents: setup ## score every open incident with every incident champion -> data/scores/open_incidents.parquet
+	$(RUN) dvc repro score_incidents
 
 train-all: setup ## run every training stage in dvc.yaml
 	$(RUN) dvc repro

@@ -561,6 +561,7 @@ def load_champion(name: str, alias: str = CHAMPION):
         "version": str(mv.version),
         "model_sha256": mv.tags.get("model_sha256"),
         "alias": alias,
+        "metrics": dict(c.get_run(mv.run_id).data.metrics),  # e.g. the SLA decision threshold
     }
 
 

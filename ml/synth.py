@@ -717,6 +717,11 @@ _DETAILS = (
 )  # fmt: skip
 _OTHER_SYSTEM = ("{other} works fine though.", "Might be related to the {other} change yesterday.",
                  "I also cannot open {other}.")  # fmt: skip
+# Said at open time when the fix will depend on someone else (a vendor, a part, the user): most pending
+# tickets carry one, a few others do too, so the hint is informative but not a label.
+_WAIT_HINTS = ("A replacement part has to be ordered.", "Vendor case needs to be opened with the supplier.",
+               "User is travelling, available again next week.", "Waiting for the vendor to confirm a fix.",
+               "Needs a new device from procurement.", "Third-party support contract has to be involved.")  # fmt: skip
 _VAGUE_SHORT = ("it doesn't work, please help", "not working", "urgent issue", "problem with my computer",
                 "error message", "cannot work", "system not working", "help needed")  # fmt: skip
 _VAGUE_DESC = ("It doesn't work, please help.", "Not working since this morning.", "Please call me back.",
@@ -875,8 +880,9 @@ def _ticket_text(
     vague: bool,
     location: str,
     other_aliases: Sequence[str],
+    wait_hint: bool = False,
 ) -> tuple[str, str]:
-    """Short description and 1-4 sentence description for one ticket, noisy on purpose."""
+    """Short description and 1-4 sentence description (plus the wait hint if asked) for one ticket, noisy on purpose."""
     symptom = _fill(rnd, rnd.choice(_SYMPTOMS[(category, subcategory)]), system, location)
     use_cause = cause is not None and rnd.random() < 0.9
     if vague:
@@ -920,6 +926,8 @@ def _ticket_text(
     if mentions_other:
         other = _OTHER_SYSTEM[rnd.randrange(len(_OTHER_SYSTEM))].format(other=rnd.choice(other_aliases))
         sentences.insert(rnd.randrange(len(sentences) + 1), other)
+    if wait_hint:
+        sentences.append(rnd.choice(_WAIT_HINTS))
     description = " ".join(dict.fromkeys(sentences))  # no repeated sentence
     return _typos(rnd, short), _typos(rnd, description)
 
@@ -1038,7 +1046,9 @@ def make_incidents(
         - 0.2 * monitoring
         + rng.normal(0.0, 0.75, n)
     )
-    pending = rng.random(n) < 0.12  # waiting for a vendor, a part or the user
+    # Waiting for a vendor, a part or the user: likelier for hardware, and usually said in the ticket.
+    pending = rng.random(n) < np.where(category == "Hardware", 0.30, 0.09)
+    wait_hint = np.where(pending, rng.random(n) < 0.7, rng.random(n) < 0.02)
     log_work += pending * rng.uniform(2.0, 4.2, n)
     wait = np.where(priority >= 3, _business_wait_hours(opened), 0.0)
     work = _MAX_WORK_HOURS * -np.expm1(-np.exp(log_work) / _MAX_WORK_HOURS)  # soft cap, no pile-up
@@ -1074,7 +1084,7 @@ def make_incidents(
         cause = _ROOT_CAUSES[cause_i[i]] if cause_i[i] >= 0 else None
         s_text, d_text = _ticket_text(
             rnd, systems[sys_i[i]], category[i], subcategory[i], cause, bool(vague[i]), LOCATIONS[loc_i[i]],
-            aliases[sys_i[i]],
+            aliases[sys_i[i]], bool(wait_hint[i]),
         )  # fmt: skip
         shorts.append(s_text)
         descs.append(d_text)

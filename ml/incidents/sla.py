@@ -289,3 +289,22 @@ def threshold_from_training(model: CalibratedClassifierCV, train: pd.DataFrame, 
     last = model.calibrated_classifiers_[-1]
     probs = last.predict_proba(rows.iloc[cal])[:, 1]
     return choose_threshold(probs, y[cal], p["cost_fp"], p["cost_fn"])
+
+
+def headline(table: pd.DataFrame) -> dict[str, float]:
+    """The flat metrics a run logs and the gates read: the model's holdout numbers and each baseline's."""
+    m = table.loc["model"]
+    out = {
+        k: float(m[k])
+        for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "breach_rate", "threshold", "flagged_rate")
+        if k in m
+    }
+    out |= {k: float(m[k]) for k in ("precision", "recall", "cost_per_incident", "fit_seconds") if k in m}
+    out["n_test"] = float(m["n"])
+    for base in ("logistic", "majority", "uncalibrated"):
+        if base in table.index:
+            for k in ("roc_auc", "pr_auc", "brier"):
+                out[f"{base}_{k}"] = float(table.loc[base, k])
+    if "logistic" in table.index:
+        out["roc_auc_margin_vs_logistic"] = out["roc_auc"] - out["logistic_roc_auc"]
+    return out

@@ -287,3 +287,18 @@ def compare_ttr(
     base = predict_priority_baseline(models["priority_baseline"], rows)
     results["priority_baseline"] = {"fit_seconds": seconds} | ttr_metrics(hours, base, q)
     return pd.DataFrame(results).T.rename_axis("model"), models
+
+
+def headline(table: pd.DataFrame) -> dict[str, float]:
+    """The flat metrics a run logs and the gates read: the model's holdout numbers, the baseline's, margins."""
+    m, b = table.loc["model"], table.loc["priority_baseline"]
+    keys = [k for k in table.columns if k != "n" and pd.notna(m[k])]
+    out = {k: float(m[k]) for k in keys}
+    out["n_test"] = float(m["n"])
+    out |= {f"baseline_{k}": float(b[k]) for k in keys if k != "fit_seconds" and pd.notna(b[k])}
+    out["coverage_error_pts"] = abs(out["coverage"] - out["nominal_coverage"]) * 100.0
+    mae = next(k for k in keys if k.startswith("mae_") and k.endswith("_log1p"))
+    out[f"{mae}_margin_vs_baseline"] = out[f"baseline_{mae}"] - out[mae]
+    if "no_conformal" in table.index:
+        out["no_conformal_coverage"] = float(table.loc["no_conformal", "coverage"])
+    return out

@@ -1,0 +1,40 @@
+"""Where the incident notebooks and the evaluation CLI get their rows: gold tables and the real event log.
+
+Kept in one place so every notebook subsamples for SMOKE runs the same way (the earliest incidents, so the
+time split still has a past and a future) and reads the real UCI sample through the same loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ml import sources
+from ml.config import SHARED_DATA
+from ml.incidents.features import add_group_load, sort_by_time
+
+UCI_SAMPLE = SHARED_DATA / "incidents_uci_sample" / "incident_event_log_sample.csv"
+
+
+def load_gold(gold_dir: str | Path, table: str, smoke_incidents: int | None = None) -> pd.DataFrame:
+    """A gold incident table in opening order; with `smoke_incidents`, only the earliest that many rows."""
+    path = Path(gold_dir) / f"{table}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make data` (dvc repro featurize) first")
+    frame = sort_by_time(pd.read_parquet(path)).reset_index(drop=True)
+    return frame.head(int(smoke_incidents)) if smoke_incidents else frame
+
+
+def load_event_log(path: str | Path, max_incidents: int | None = None) -> pd.DataFrame:
+    """A ServiceNow event-log CSV collapsed to one row per incident (`ml.sources`), with the group load."""
+    incidents = sources.load_incident_event_log(path)
+    incidents = sort_by_time(incidents).reset_index(drop=True)
+    if max_incidents:
+        incidents = incidents.head(int(max_incidents))
+    return add_group_load(incidents)
+
+
+def real_sample(max_incidents: int | None = None) -> pd.DataFrame | None:
+    """The real UCI sample from ../shared when it is there (CI, this machine), else None (a fresh clone)."""
+    return load_event_log(UCI_SAMPLE, max_incidents) if UCI_SAMPLE.exists() else None
