@@ -57,12 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         n_events = enlarge_event_log(UCI_SAMPLE, log, args.events)
         metrics = Path(tmp) / "metrics.json"
         t0 = time.perf_counter()
-        run = subprocess.run(
-            [sys.executable, "-m", "ml.incidents", "evaluate", "--event-log", str(log), "--out", str(metrics)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
+        cmd = ["-m", "ml.incidents", "evaluate", "--event-log", str(log), "--out", str(metrics)]
+        run = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if run.returncode != 0:
             print(run.stderr[-3000:], file=sys.stderr)
