@@ -324,11 +324,13 @@ def log_and_register(
     export_dir: Path | None = None,
     saver=None,
     comparison_path: Path | None = None,
+    training_data: Mapping[str, Any] | None = None,
 ) -> Registration:
     """Log one training run with its model, register a version and promote it if the gates pass.
 
     `saver(model, dir, signature=, input_example=) -> sha256` writes the MLflow model dir: sklearn models
-    by default (skops); `save_forecaster` for the forecaster.
+    by default (skops); `save_forecaster` for the forecaster. `training_data` (see `describe_training`)
+    is tagged on the run and the version as `training.*`, for the model card.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -347,6 +349,7 @@ def log_and_register(
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and _finite(v)})
         provenance = {"git_commit": git_commit(), "opslab.model": name}
         provenance.update({f"data.{Path(p).name}.dvc_hash": dvc_hash(p) for p in data_paths})
+        provenance.update({f"training.{k}": str(v) for k, v in (training_data or {}).items()})
         mlflow.set_tags({**provenance, **(tags or {})})
         for chart in charts:
             mlflow.log_artifact(str(chart), artifact_path="charts")
@@ -392,6 +395,14 @@ def log_and_register(
         promoted=passed,
         exported_to=str(exported) if exported else None,
     )
+
+
+def describe_training(frame, time_column: str) -> dict[str, Any]:
+    """Rows and time span of a training frame, for the `training_data` of `log_and_register`."""
+    import pandas as pd
+
+    t = pd.to_datetime(frame[time_column])
+    return {"rows": int(len(frame)), "from": str(t.min()), "to": str(t.max()), "time_column": time_column}
 
 
 HISTORY_TAG = "opslab.champion_history"  # versions that have been champion, oldest first (for rollback)

@@ -164,7 +164,8 @@ for name in anomaly.BASELINES:
 reg = registry.log_and_register(
     "sensor-anomaly", pipe, params={"anomaly": cfg}, metrics=metrics, gates=registry.gates_from_params(cfg["gates"]),
     input_example=series.loc[series["value"].notna(), ["sensor_id", "timestamp", "value"]].head(48),
-    charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md")
+    charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md",
+    training_data=registry.describe_training(series[train_mask], "timestamp"))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% [markdown]

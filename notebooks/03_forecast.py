@@ -132,7 +132,8 @@ metrics["holdout_cov95_error_pts"] = abs(100 * goals["selected_holdout.cov95"] -
 reg = registry.log_and_register(
     "sensor-forecast", forecaster, params={"forecast": model_cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=pd.DataFrame({"sensor_id": examples, "horizon": 24}),
-    charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md", saver=registry.save_forecaster)
+    charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md", saver=registry.save_forecaster,
+    training_data=registry.describe_training(series, "timestamp"))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

@@ -139,7 +139,8 @@ input_example = test[models["model"].estimator["features"].input_columns() + [F.
 reg = registry.log_and_register(
     "incident-sla", models["model"], params={"sla": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=input_example, charts=saved,
-    data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md")
+    data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md",
+    training_data=registry.describe_training(train, "opened_at"))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

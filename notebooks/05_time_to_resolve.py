@@ -127,7 +127,8 @@ input_example = test[models["model"]["features"].input_columns() + [F.GROUP_LOAD
 reg = registry.log_and_register(
     "incident-ttr", models["model"], params={"ttr": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=input_example, charts=saved,
-    data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md")
+    data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md",
+    training_data=registry.describe_training(train, "opened_at"))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

@@ -214,7 +214,8 @@ if has_truth:
 reg = registry.log_and_register(
     "incident-clusters", model, params={"clustering": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=train[model.input_columns()].head(5),
-    charts=saved, data_paths=[params["features"]["silver"]], comparison_path=CHARTS / "comparison.md")
+    charts=saved, data_paths=[params["features"]["silver"]], comparison_path=CHARTS / "comparison.md",
+    training_data=registry.describe_training(train, "opened_at"))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

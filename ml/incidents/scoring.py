@@ -44,10 +44,16 @@ def _ttr_block(model, info: Mapping, rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _cluster_block(model, info: Mapping, rows: pd.DataFrame) -> pd.DataFrame:
+    labels = np.asarray(model.predict(rows), dtype=int)
+    return pd.DataFrame({"cluster": labels, "cluster_terms": [model.cluster_label(c) for c in labels]})
+
+
 # model name -> (short prefix for its provenance columns, scorer(model, info, rows) -> frame of len(rows))
 SCORERS: dict[str, tuple[str, Callable]] = {
     "incident-sla": ("sla", _sla_block),
     "incident-ttr": ("ttr", _ttr_block),
+    "incident-clusters": ("cluster", _cluster_block),
 }
 
 

@@ -1,0 +1,328 @@
+"""Model cards and a run comparison page, generated from the MLflow registry and tracking store.
+
+For every registered model, `docs/ml/model_cards/<name>.md` and `.json` describe the `champion` version
+(or the latest version when no version passed its gates): intended use and limits, the training data
+(rows, time span, DVC hash), params, metrics next to baselines and gates, the version, alias,
+`model_sha256`, git commit, known failure cases and how to roll back. Everything except the intended-use
+prose comes from the run itself. `docs/ml/runs.md` compares the latest runs of each model: metrics and the
+params that differ between them.
+
+    python -m ml.model_cards --out docs/ml/model_cards --runs docs/ml/runs.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ml import registry
+from ml.config import ROOT
+
+# What each model is for, what it is not for, and where it is known to be weak (from the notebooks).
+INTENT: dict[str, dict[str, Any]] = {
+    "sensor-anomaly": {
+        "title": "Sensor anomaly detector (Isolation Forest)",
+        "notebook": "02_anomaly_isolation_forest",
+        "intended_use": "Flag unusual readings of infrastructure sensors (temperature, CPU, request rate, "
+        "latency) for an operator to look at, with the feature that deviates most.",
+        "not_for": "Automatic remediation; sensors of kinds it was not trained on; data with a different "
+        "sampling step than training without refitting.",
+        "failure_cases": [
+            "False alarms cluster on request-rate sensors at their daily peaks, where noise grows with level.",
+            "A sensor recalibration (a deliberate level change) is flagged as anomalous until refitted.",
+            "Slow drifts are detected late: they start smaller than the noise.",
+            "On the real NAB sample it loses to simple baselines on two of four files.",
+        ],
+        "primary": ["event_f1", "event_precision", "event_recall"],
+    },
+    "sensor-forecast": {
+        "title": "Sensor forecaster (seasonal naive / ETS / Prophet per sensor)",
+        "notebook": "03_forecast",
+        "intended_use": "Hourly forecasts up to a week ahead with 80/95% intervals, for capacity planning.",
+        "not_for": "Sensors not in the training set; horizons beyond `max_horizon`.",
+        "failure_cases": [
+            "Intervals are too narrow right after a level shift or recalibration (the fit lags).",
+            "Labelled anomaly windows are masked in training: a new anomaly is not forecast.",
+        ],
+        "primary": ["holdout_share_mase_lt1", "holdout_mape_temperature", "holdout_cov80_error_pts"],
+    },
+    "incident-sla": {
+        "title": "SLA-breach risk at open time",
+        "notebook": "04_sla_breach",
+        "intended_use": "Rank newly opened incidents by the calibrated probability that they will miss "
+        "their SLA, and flag those above the cost-derived threshold for early attention.",
+        "not_for": "Judging individual engineers or groups; tickets of systems or groups absent from training.",
+        "failure_cases": [
+            "Tickets that will wait on a vendor, part or user without saying so in the text look low-risk.",
+            "Right after a rollout (new system, new group) the group load and routing features are unseen.",
+            "Probabilities are calibrated on later training slices: a long gap before use can shift them.",
+        ],
+        "primary": ["roc_auc", "pr_auc", "brier", "ece"],
+    },
+    "incident-ttr": {
+        "title": "Time to resolve with P10/P50/P90",
+        "notebook": "05_time_to_resolve",
+        "intended_use": "Expected hours to resolution with an 80% interval, for queue planning and for "
+        "telling callers a realistic time.",
+        "not_for": "A promise per ticket: one in five tickets falls outside the P10-P90 band by design.",
+        "failure_cases": [
+            "Very long waits (months) are under-predicted: the tail is heavier than any open-time signal.",
+            "Coverage is guaranteed on average, not per priority (see the by-priority chart).",
+        ],
+        "primary": ["mae_p50_hours", "median_ae_p50_hours", "coverage", "pinball_p50_log1p"],
+    },
+    "incident-clusters": {
+        "title": "Recurring-problem clusters",
+        "notebook": "06_clustering",
+        "intended_use": "Group incidents by what they are about, to spot recurring problems and bursts.",
+        "not_for": "Routing decisions; a cluster is a topic, not a root cause.",
+        "failure_cases": [
+            "Root causes that share vocabulary with ordinary tickets of the same system merge with them.",
+            "Vague tickets ('not working, please help') form their own cluster regardless of cause.",
+        ],
+        "primary": ["silhouette", "recurring_f1", "purity"],
+    },
+    "incident-triage": {
+        "title": "NLP triage: assignment group and category",
+        "notebook": "07_triage",
+        "intended_use": "Suggest the assignment group and category of a new ticket from its text, only "
+        "when confident enough for the target precision; otherwise abstain and say why.",
+        "not_for": "Fully automatic routing of classes whose threshold could not reach the target.",
+        "failure_cases": [
+            "Vague tickets abstain (by design) or are routed to the service desk.",
+            "Groups seen rarely in training never reach the precision target and always abstain.",
+        ],
+        "primary": [],
+    },
+    "incident-system-team": {
+        "title": "Impacted system and owning team",
+        "notebook": "08_system_team",
+        "intended_use": "Suggest the impacted configuration item and its owning team from ticket text.",
+        "not_for": "Systems introduced after training (they cannot be predicted until a refit).",
+        "failure_cases": ["Tickets mentioning several systems go to the most frequent of them."],
+        "primary": [],
+    },
+}
+
+
+def _gates_text(client, run_id: str) -> list[str]:
+    import mlflow
+
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/gates.txt")
+    except Exception:  # noqa: BLE001 - an old run without the artifact
+        return []
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _card_version(client, name: str):
+    """The champion version, else the newest version (with the alias it has)."""
+    try:
+        return client.get_model_version_by_alias(name, registry.CHAMPION), registry.CHAMPION
+    except Exception:  # noqa: BLE001 - no champion yet
+        versions = client.search_model_versions(f"name='{name}'")
+        if not versions:
+            return None, None
+        mv = max(versions, key=lambda v: int(v.version))
+        return mv, (registry.CHALLENGER if registry.CHALLENGER in (mv.aliases or []) else "none")
+
+
+def model_card(name: str, client=None) -> dict[str, Any] | None:
+    """The card of one registered model as a dict (None when it has no version)."""
+    client = client or registry.client()
+    mv, alias = _card_version(client, name)
+    if mv is None:
+        return None
+    run = client.get_run(mv.run_id)
+    tags, metrics, params = run.data.tags, dict(run.data.metrics), dict(run.data.params)
+    intent = INTENT.get(name, {})
+    history = json.loads(client.get_registered_model(name).tags.get(registry.HISTORY_TAG, "[]"))
+    previous = [v for v in history if v != str(mv.version)]
+    primary = [k for k in intent.get("primary", []) if k in metrics]
+    baselines = {
+        k: v for k, v in sorted(metrics.items()) if any(b in k for b in ("baseline", "logistic", "majority"))
+    }
+    return {
+        "name": name,
+        "title": intent.get("title", name),
+        "version": str(mv.version),
+        "alias": alias,
+        "model_sha256": mv.tags.get("model_sha256") or tags.get("model_sha256"),
+        "git_commit": tags.get("git_commit"),
+        "run_id": mv.run_id,
+        "registered_at": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(
+            timespec="seconds"
+        ),
+        "gates": _gates_text(client, mv.run_id),
+        "gates_passed": mv.tags.get("gates") == "passed",
+        "intended_use": intent.get("intended_use", ""),
+        "not_for": intent.get("not_for", ""),
+        "known_failure_cases": intent.get("failure_cases", []),
+        "notebook": intent.get("notebook"),
+        "training_data": {
+            **{k.split(".", 1)[1]: v for k, v in tags.items() if k.startswith("training.")},
+            **{k: v for k, v in tags.items() if k.startswith("data.") and k.endswith(".dvc_hash")},
+        },
+        "primary_metrics": {k: metrics[k] for k in primary},
+        "baseline_metrics": baselines,
+        "metrics": dict(sorted(metrics.items())),
+        "params": dict(sorted(params.items())),
+        "champion_history": history,
+        "rollback": {
+            "to_previous_champion": f"make rollback MODEL={name}",
+            "to_a_version": f"make promote MODEL={name} VERSION=<n>",
+            "previous_champions": previous,
+            "service_override": f"OPSLAB_MODEL_URI_{name.upper().replace('-', '_')}=models:/{name}/<n>",
+        },
+    }
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def card_markdown(card: Mapping[str, Any]) -> str:
+    """The card as markdown for humans (the JSON twin has the same content)."""
+    t = card["training_data"]
+    lines = [
+        f"# Model card: {card['title']} (`{card['name']}`)",
+        "",
+        "_Generated from the MLflow run by `python -m ml.model_cards`; do not edit by hand._",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| version | {card['version']} (alias `{card['alias']}`) |",
+        f"| model_sha256 | `{card['model_sha256']}` |",
+        f"| git commit | `{card['git_commit']}` |",
+        f"| registered | {card['registered_at']} |",
+        f"| MLflow run | `{card['run_id']}` |",
+        f"| gates | {'passed' if card['gates_passed'] else 'FAILED (not champion)'} |",
+    ]
+    if card.get("notebook"):
+        lines.append(f"| notebook | [{card['notebook']}](../html/{card['notebook']}.html) |")
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"] or "-",
+        "",
+        "**Not for:** " + (card["not_for"] or "-"),
+    ]
+    lines += ["", "## Training data", ""]
+    lines += [f"- {k}: `{v}`" for k, v in t.items()] or ["- (not recorded for this run)"]
+    lines += ["", "## Metrics", "", "Headline (holdout, time-ordered):", ""]
+    lines += [f"- **{k}**: {_fmt(v)}" for k, v in card["primary_metrics"].items()] or ["- see the full table"]
+    if card["baseline_metrics"]:
+        lines += ["", "Baselines, same holdout:", ""]
+        lines += [f"- {k}: {_fmt(v)}" for k, v in card["baseline_metrics"].items()]
+    lines += ["", "Gates:", ""] + ([f"- {g}" for g in card["gates"]] or ["- (none recorded)"])
+    lines += ["", "<details><summary>All metrics</summary>", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in card["metrics"].items()]
+    lines += [
+        "",
+        "</details>",
+        "",
+        "<details><summary>Params</summary>",
+        "",
+        "| param | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | `{v}` |" for k, v in card["params"].items()]
+    lines += ["", "</details>", "", "## Known failure cases", ""]
+    lines += [f"- {c}" for c in card["known_failure_cases"]] or ["- none recorded"]
+    r = card["rollback"]
+    lines += [
+        "",
+        "## Roll back",
+        "",
+        f"- previous champion: `{r['to_previous_champion']}` (earlier champions: {', '.join(r['previous_champions']) or 'none'})",
+        f"- any version: `{r['to_a_version']}`",
+        f"- the service only, without touching the registry: `{r['service_override']}` then `POST /models/reload`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_cards(out_dir: Path, names: list[str] | None = None) -> list[Path]:
+    """Write `<name>.md` and `<name>.json` for every registered model (or `names`)."""
+    client = registry.client()
+    names = names or sorted(m.name for m in client.search_registered_models())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        card = model_card(name, client)
+        if card is None:
+            continue
+        (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+        md = out_dir / f"{name}.md"
+        md.write_text(card_markdown(card))
+        written.append(md)
+    return written
+
+
+def runs_comparison(n_runs: int = 3) -> str:
+    """Markdown: for each model, its latest runs side by side (metrics) and the params that differ."""
+    client = registry.client()
+    lines = [
+        "# Latest runs per model",
+        "",
+        "_Generated from the MLflow tracking store by `python -m ml.model_cards`._",
+        "",
+    ]
+    for rm in sorted(client.search_registered_models(), key=lambda m: m.name):
+        exp = client.get_experiment_by_name(rm.name)
+        if exp is None:
+            continue
+        runs = client.search_runs(
+            [exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=n_runs
+        )
+        if not runs:
+            continue
+        heads = [
+            f"{r.info.run_id[:8]} ({datetime.fromtimestamp(r.info.start_time / 1000, UTC):%Y-%m-%d %H:%M})"
+            for r in runs
+        ]
+        lines += [f"## {rm.name}", "", "| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(runs)]
+        keys = sorted({k for r in runs for k in r.data.metrics})
+        for k in keys:
+            lines.append(f"| {k} | " + " | ".join(_fmt(r.data.metrics.get(k, "")) for r in runs) + " |")
+        diff = sorted(
+            k
+            for k in {k for r in runs for k in r.data.params}
+            if len({r.data.params.get(k) for r in runs}) > 1
+        )
+        lines += ["", "Params that differ:" if diff else "Params: identical across these runs.", ""]
+        if diff:
+            lines += ["| param | " + " | ".join(heads) + " |", "|---|" + "---|" * len(runs)]
+            lines += [
+                f"| {k} | " + " | ".join(f"`{r.data.params.get(k, '')}`" for r in runs) + " |" for k in diff
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ml.model_cards", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="docs/ml/model_cards")
+    ap.add_argument("--runs", default="docs/ml/runs.md")
+    args = ap.parse_args(argv)
+    written = write_cards(ROOT / args.out)
+    runs = ROOT / args.runs
+    runs.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_text(runs_comparison())
+    show = lambda p: p.relative_to(ROOT) if p.is_relative_to(ROOT) else p  # noqa: E731
+    for p in written:
+        print(f"  model card {show(p)}")
+    print(f"runs comparison: {show(runs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
