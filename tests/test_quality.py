@@ -1,0 +1,103 @@
+"""The quality gate CLI: a corrupted file stops it with a non-zero exit naming the test, a good one passes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import quality, synth
+from ml.config import ROOT
+
+
+@pytest.fixture(scope="module")
+def readings(tmp_path_factory):
+    """Three weeks of 4 sensors: the first two are the reference (parquet), the last a landing-style CSV."""
+    frame, _ = synth.make_sensors(n_sensors=4, days=21, seed=7, anomalies_per_sensor=0, recalibration=None)
+    base = tmp_path_factory.mktemp("quality")
+    reference = frame[frame["timestamp"] < "2024-01-15"].reset_index(drop=True)
+    current = frame[frame["timestamp"] >= "2024-01-15"].reset_index(drop=True)
+    reference.to_parquet(base / "reference.parquet", index=False)
+    current.to_csv(base / "current.csv", index=False, date_format=synth.TS_FORMAT)
+    return base, current
+
+
+def _gate(base, current_file, out):
+    """Start the CLI as its own process (both gate runs overlap: each pays Evidently's slow import)."""
+    cmd = [sys.executable, "-m", "ml.quality", "--reference", str(base / "reference.parquet"),
+           "--current", str(current_file), "--out", str(out), "--params", str(ROOT / "params.yaml")]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_gate_fails_on_a_corrupted_file_naming_the_test_and_passes_a_good_one(readings, tmp_path):
+    base, current = readings
+    bad = current.copy()
+    rng = np.random.default_rng(0)
+    bad.loc[rng.random(len(bad)) < 0.3, "value"] = np.nan  # 30% of readings lost
+    cpu = bad["kind"] == "cpu_pct"
+    bad.loc[cpu, "value"] = -bad.loc[cpu, "value"].abs()  # negative CPU: a broken reading
+    bad.to_csv(tmp_path / "corrupted.csv", index=False, date_format=synth.TS_FORMAT)
+
+    runs = {"bad": _gate(base, tmp_path / "corrupted.csv", tmp_path / "bad"),
+            "good": _gate(base, base / "current.csv", tmp_path / "good")}  # fmt: skip
+    out = {k: p.communicate(timeout=300) for k, p in runs.items()}
+
+    stdout, stderr = out["bad"]
+    assert runs["bad"].returncode == 1, stdout + stderr
+    assert "quality gate FAILED" in stdout
+    assert "missing share [value]" in stdout and "negative reading" in stdout
+    report = json.loads((tmp_path / "bad" / "quality.json").read_text())
+    assert report["verdict"] == "FAIL"
+    missing = next(c for c in report["failed"] if c["name"] == "missing share" and c["column"] == "value")
+    assert 0.25 < missing["measured"] < 0.35 and missing["threshold"] == pytest.approx(0.05)
+    assert "FAIL" in (tmp_path / "bad" / "quality.html").read_text()
+
+    stdout, stderr = out["good"]
+    assert runs["good"].returncode == 0, stdout + stderr
+    assert "quality gate PASSED" in stdout
+    assert json.loads((tmp_path / "good" / "quality.json").read_text())["n_failed"] == 0
+
+
+def test_a_missing_column_fails_the_gate_in_process(readings, tmp_path, capsys):
+    base, current = readings
+    current.drop(columns="kind").to_csv(tmp_path / "nokind.csv", index=False, date_format=synth.TS_FORMAT)
+    code = quality.main(["--reference", str(base / "reference.parquet"), "--current", str(tmp_path / "nokind.csv"),
+                         "--out", str(tmp_path / "out"), "--params", str(ROOT / "params.yaml")])  # fmt: skip
+    assert code == 1
+    assert "required column present [kind]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [None, b"not parquet at all"])
+def test_unreadable_input_exits_2_naming_the_file(readings, tmp_path, capsys, content):
+    base, _ = readings
+    path = tmp_path / "broken.parquet"
+    if content is not None:
+        path.write_bytes(content)
+    code = quality.main(["--reference", str(base / "reference.parquet"), "--current", str(path),
+                         "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    assert str(path) in capsys.readouterr().err
+
+
+def test_thresholds_come_from_params_with_domain_overrides():
+    params = {"quality": {"max_missing_share_increase": 0.1, "sensors": {"min_rows": 5}, "out": "x"}}
+    t = quality.thresholds_from_params(params, "sensors")
+    assert t["max_missing_share_increase"] == 0.1 and t["min_rows"] == 5
+    assert quality.thresholds_from_params(params, "incidents")["min_rows"] == quality.DEFAULTS["min_rows"]
+    with pytest.raises(ValueError, match="unknown keys"):
+        quality.thresholds_from_params({"quality": {"sensors": {"max_nans": 1}}}, "sensors")
+
+
+def test_pandera_failures_are_counted_per_check():
+    frame, _ = synth.make_sensors(n_sensors=4, days=3, seed=0, anomalies_per_sensor=0, recalibration=None)
+    frame = frame.copy()
+    frame.loc[frame["kind"] == "memory_pct", "value"] = -1.0
+    checks = quality.schema_checks(frame, "sensors", {}, quality.DEFAULTS)
+    failed = [c for c in checks if not c.passed]
+    assert len(failed) == 1 and "negative reading" in failed[0].name
+    assert failed[0].measured == pytest.approx((frame["kind"] == "memory_pct").mean())
+    assert pd.notna(failed[0].column)
