@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all data eda train-anomaly train-forecast train-sla train-ttr train-clusters score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench timings clean
+.PHONY: help setup all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,12 @@ train-ttr: setup ## time to resolve with P10/P50/P90: notebook 05 (dvc repro ttr
 
 train-clusters: setup ## recurring problems: incident clusters from text + metadata, k by silhouette (dvc repro clustering)
 	$(RUN) dvc repro clustering
+
+train-triage: setup ## NLP triage (group + category, per-class precision thresholds, abstain) and similar incidents: notebook 07
+	$(RUN) dvc repro triage
+
+train-system-team: setup ## impacted system (CI) and owning team from ticket text: notebook 08 (dvc repro system_team)
+	$(RUN) dvc repro system_team
 
 quality: setup ## data-quality gate (pandera + Evidently) on the newest landing batches; fails loudly (dvc repro quality)
 	$(RUN) dvc repro quality

@@ -46,6 +46,8 @@ def test_evaluate_incidents_uses_a_time_split_and_reports_baselines():
     assert (incidents["opened_at"] >= cutoff).sum() == out["split"]["test_incidents"]
     assert out["sla"]["majority"]["roc_auc"] == 0.5 and 0 < out["sla"]["model"]["roc_auc"] <= 1
     assert set(out["ttr"]) == {"model", "priority_baseline"} and 0 < out["ttr"]["model"]["coverage"] <= 1
+    assert set(out["group"]) == {"model", "majority", "keyword_rule"}  # the synthetic data has text
+    assert out["group"]["model"]["top3_accuracy"] >= out["group"]["model"]["accuracy"]
 
 
 def test_scorer_leaves_a_missing_model_empty_and_says_why():
@@ -75,4 +77,6 @@ def test_cli_on_the_real_sample_writes_every_section(shared_data, tmp_path):
     assert result["incidents"] == 3000
     assert 0.5 < result["sla"]["model"]["roc_auc"] <= 1
     assert result["ttr"]["model"]["n"] > 100 and result["seconds"]["total"] > 0
+    assert set(result["group"]) == {"model", "majority", "lookup_rule"}  # no text in the real log
+    assert result["group"]["model"]["accuracy"] > result["group"]["majority"]["accuracy"]
     assert len(datasets.load_event_log(log, max_incidents=100)) == 100

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ml.config import load_params
-from ml.incidents import datasets, sla, ttr
+from ml.incidents import datasets, sla, triage, ttr
 from ml.incidents.features import time_split
 from ml.notebooks import jsonable
 
@@ -45,10 +45,22 @@ def _ttr(train, test, cfg) -> dict[str, Any]:
     return {m: {k: float(table.loc[m, k]) for k in keys} for m in ("model", "priority_baseline")}
 
 
+def _group(train, test, cfg) -> dict[str, Any]:
+    """The assignment-group head of the triage model on the categorical fields (the log has no text)."""
+    cfg = {**cfg, **cfg.get("real", {}), "use_text": False, "targets": ["assignment_group"]}
+    table = triage.compare_triage(train, test, cfg).table
+    keys = ("accuracy", "top3_accuracy", "macro_f1", "coverage", "accuracy_when_covered", "n")
+    out = {}
+    for (_target, model), row in table.iterrows():
+        out[model] = {k: (float(row[k]) if pd.notna(row[k]) else None) for k in keys if k in row}
+    return out
+
+
 # section -> (params section, evaluator(train, test, cfg) -> metrics); `use_text` is forced off
 EVALUATORS: dict[str, tuple[str, Callable]] = {
     "sla": ("sla", _sla),
     "ttr": ("ttr", _ttr),
+    "group": ("triage", _group),
 }
 
 

@@ -49,11 +49,29 @@ def _cluster_block(model, info: Mapping, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"cluster": labels, "cluster_terms": [model.cluster_label(c) for c in labels]})
 
 
+def _heads_block(model, info: Mapping, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per head (e.g. assignment_group, category): the suggestion, its confidence, abstain and the reason."""
+    frame = model.predict_frame(rows).reset_index(drop=True)
+    keep = [c for c in frame.columns if c.rsplit("_", 1)[-1] in ("label", "confidence", "abstain", "reason")]
+    return frame[keep].rename(columns=lambda c: f"suggested_{c}")
+
+
+def _similar_block(model, info: Mapping, rows: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """The k most similar resolved incidents as JSON (number, similarity, group, hours to resolve)."""
+    hits = model.query(rows.reset_index(drop=True), k=k)
+    fields = ["number", "similarity", "assignment_group", "ttr_hours"]
+    lists = {q: json.dumps(g[fields].round(3).to_dict(orient="records")) for q, g in hits.groupby("query")}
+    return pd.DataFrame({"similar_incidents": [lists.get(i, "[]") for i in range(len(rows))]})
+
+
 # model name -> (short prefix for its provenance columns, scorer(model, info, rows) -> frame of len(rows))
 SCORERS: dict[str, tuple[str, Callable]] = {
     "incident-sla": ("sla", _sla_block),
     "incident-ttr": ("ttr", _ttr_block),
     "incident-clusters": ("cluster", _cluster_block),
+    "incident-triage": ("triage", _heads_block),
+    "incident-system-team": ("system_team", _heads_block),
+    "incident-similar": ("similar", _similar_block),
 }
 
 
