@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -162,18 +163,56 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+# Fitted attributes that hold a Python object id (sklearn vectorizers' `_stop_words_id`): they differ between
+# processes for the same fit, so they are dropped from the saved copy (sklearn re-sets them on transform).
+VOLATILE_ATTRIBUTES = ("_stop_words_id",)
+
+
+@contextlib.contextmanager
+def without_volatile(model):
+    """Within the block, `VOLATILE_ATTRIBUTES` are removed everywhere in `model`'s object graph; they are
+    put back afterwards (the in-memory model is unchanged once the block exits)."""
+    removed: list[tuple[Any, str, Any]] = []
+    seen: set[int] = set()
+
+    def walk(obj) -> None:
+        if id(obj) in seen or isinstance(obj, str | bytes | int | float | bool | type(None)):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for v in list(obj.values()):
+                walk(v)
+        elif isinstance(obj, list | tuple | set):
+            for v in obj:
+                walk(v)
+        elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("sklearn", "ml"):
+            for name in VOLATILE_ATTRIBUTES:
+                if name in obj.__dict__:
+                    removed.append((obj, name, obj.__dict__.pop(name)))
+            for v in list(vars(obj).values()):
+                walk(v)
+
+    walk(model)
+    try:
+        yield model
+    finally:
+        for obj, name, value in removed:
+            obj.__dict__[name] = value
+
+
 def save_sklearn(model, path: Path, *, signature=None, input_example=None) -> str:
     """Save an sklearn model as an MLflow model dir with a canonical skops file; returns its sha256."""
     import mlflow.sklearn
 
-    mlflow.sklearn.save_model(
-        model,
-        str(path),
-        serialization_format="skops",
-        skops_trusted_types=TRUSTED_TYPES,
-        signature=signature,
-        input_example=input_example,
-    )
+    with without_volatile(model):
+        mlflow.sklearn.save_model(
+            model,
+            str(path),
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES,
+            signature=signature,
+            input_example=input_example,
+        )
     f = path / MODEL_FILE
     f.write_bytes(canonical_skops(f.read_bytes()))
     return sha256_file(f)

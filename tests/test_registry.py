@@ -167,3 +167,33 @@ def test_promote_and_rollback_move_champion_and_write_a_comparison(store):
     moved = registry.promote("m", "3", export_dir=store / "models")
     assert moved["champion_now"] == "3" and registry.champion_info("m")["version"] == "3"
     assert registry.rollback("m", export_dir=store / "models")["champion_now"] == "1"
+
+
+FIT_AND_SAVE = """
+import sys
+from pathlib import Path
+from ml import registry, synth
+from ml.incidents import features as F, sla
+inc = F.add_group_load(synth.make_incidents(n_incidents=600, seed=1))
+train, test = F.time_split(inc, 0.2)
+model = sla.fit_sla(train, {"max_iter": 10})
+sla.breach_probability(model, test)  # a transform re-sets the vectorizer's object id
+print(registry.save_sklearn(model, Path(sys.argv[1])))
+"""
+
+
+def test_text_model_bytes_are_identical_across_processes(tmp_path):
+    """sklearn's TF-IDF keeps `id(stop_words)`, which changes per process: it must not reach the file."""
+    import subprocess
+    import sys
+
+    from ml.config import ROOT
+
+    shas = [
+        subprocess.run(
+            [sys.executable, "-c", FIT_AND_SAVE, str(tmp_path / name)],
+            capture_output=True, text=True, cwd=ROOT, check=True, timeout=300,
+        ).stdout.split()[-1]
+        for name in ("a", "b")
+    ]  # fmt: skip
+    assert shas[0] == shas[1] and len(shas[0]) == 64
