@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench timings clean
+.PHONY: help setup browser all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench serve bento timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,8 @@ all: setup ## everything from nothing: install, data, every stage, reports; then
 	@echo "done. Outputs:"
 	@echo "  data:      data/{landing,bronze,silver,gold}/   (row counts: metrics/ingest.json, metrics/features.json)"
 	@echo "  charts:    docs/ml/<stage>/*.png"
-	@echo "  notebooks: docs/ml/html/*.html  (index: docs/ml/index.html)"
+	@echo "  notebooks: docs/ml/html/*.html  (index: docs/ml/index.html; model cards: docs/ml/model_cards/)"
+	@echo "  scores:    data/scores/open_incidents.parquet, data/scores/sensor_anomalies.parquet"
 	@echo "  metrics:   metrics/*.json       (uv run dvc metrics show)"
 
 data: setup ## generate the synthetic export and build bronze/silver/gold (dvc repro featurize)
@@ -89,8 +90,17 @@ report: setup ## render executed notebooks to docs/ml/html and write docs/ml/ind
 lab: setup ## open JupyterLab on notebooks/ with the project environment as kernel
 	$(RUN) jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: setup ## the test suite (unit, property, bad-input, real-data when ../shared exists, notebook smoke)
+test: setup browser ## the test suite (unit, property, bad-input, real-data when ../shared exists, notebook smoke, reports in Chromium)
 	$(RUN) pytest -q -n 2 --dist loadgroup
+
+browser: ## Debian's Chromium for the headless report test (installed with apt-get when run as root)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "note: no chromium; the report browser test will skip (sudo apt-get install chromium)"; \
+	  fi; }
 
 lint: setup ## ruff, notebook hygiene (outputs stripped, .py twins in sync), hadolint on Dockerfile.ml
 	$(RUN) ruff check ml tests notebooks scripts
@@ -106,8 +116,22 @@ notebooks: setup ## regenerate each .ipynb from its jupytext .py twin, outputs s
 	$(RUN) jupytext --sync notebooks/*.py
 	$(RUN) nbstripout notebooks/*.ipynb
 
-bench: setup ## benchmarks that print numbers: NAB runner on 58 files (NAB_DIR=... for the real corpus), latency
+bench: setup ## NAB runner (58 files; NAB_DIR=...), incident evaluation CLI on 140k events, service load test -> docs/ml/bench.md
 	$(RUN) python -m scripts.bench $(if $(NAB_DIR),--nab-dir $(NAB_DIR))
+	$(RUN) python -m scripts.bench_incidents
+	$(RUN) python -m scripts.bench_service $(BENCH_ARGS)
+
+SERVE_PORT ?= 3000
+serve: setup ## the HTTP service (BentoML) on 127.0.0.1:3000 (SERVE_PORT=...) on the local registry; trains missing champions first
+	stages="$$($(RUN) python -m ml.serving missing-stages)"
+	if [ -n "$$stages" ]; then echo "no champion yet for stage(s): $$stages -> dvc repro $$stages"; $(RUN) dvc repro $$stages; fi
+	$(RUN) python -m ml.serving banner --port $(SERVE_PORT)
+	exec $(RUN) bentoml serve service:OpsLab --host 127.0.0.1 --port $(SERVE_PORT)
+
+bento: setup ## build the service's Bento (bentofile.yaml): code + the registry's champions, sha256-checked
+	mkdir -p build
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --format requirements-txt -o build/bento-requirements.txt > /dev/null
+	$(RUN) bentoml build -f bentofile.yaml
 
 timings: setup ## time every DVC stage from scratch (forced), printing seconds per stage
 	$(RUN) python -m scripts.time_stages

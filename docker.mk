@@ -27,7 +27,7 @@ DOCKER_RUN_OPTS = --user $(DOCKER_USER) -e HOME=/tmp \
 # What `make docker-run` runs in the container.
 DOCKER_CMD ?= dvc status
 
-.PHONY: docker-build docker-run docker-shell test-docker
+.PHONY: docker-build docker-run docker-shell test-docker docker-serve
 
 docker-build: ## build the ML image (IMAGE, default opslab-ml:latest) from Dockerfile.ml: uv.lock minus dev group
 	$(DOCKER) build -f Dockerfile.ml -t $(IMAGE) .
@@ -43,3 +43,9 @@ docker-shell: ## open a shell in the ML container on this project
 
 test-docker: ## build the image, run a stage (STAGE, default eda) in a scratch copy, check host-side outputs
 	scripts/test_docker.sh $(or $(STAGE),eda)
+
+SERVICE_IMAGE ?= opslab-service:latest
+docker-serve: bento ## containerize the Bento (bentoml containerize) and run it on 127.0.0.1:3000; needs OPSLAB_API_KEYS
+	@test -n "$${OPSLAB_API_KEYS:-}" || { echo "docker-serve: set OPSLAB_API_KEYS (python -m ml.serving.guard new-key): the container binds 0.0.0.0"; exit 2; }
+	$(RUN) bentoml containerize opslab:latest -t $(SERVICE_IMAGE)
+	$(DOCKER) run --rm -p 127.0.0.1:3000:3000 -e OPSLAB_API_KEYS -e BENTOML_HOST=0.0.0.0 $(SERVICE_IMAGE)

@@ -1,0 +1,260 @@
+"""Request body -> the same frame batch scoring uses -> the model's own ml/ function -> response fields.
+
+No transform is re-implemented here: each function builds the raw-record frame the batch path takes and
+calls the batch function (`anomaly.score_readings`, `SensorForecaster.forecast`, `sla.breach_probability`,
+`ttr.predict_ttr`). What is added is request-level checking that batch code leaves to its caller (unknown
+sensor, duplicated reading), reported as a 422 naming the field path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.serving import schemas
+
+
+class ClientError(Exception):
+    """A request the model cannot answer as asked: becomes a 4xx naming the field path."""
+
+    def __init__(self, message: str, loc: list[Any] | None = None, status: int = 422):
+        super().__init__(message)
+        self.message, self.loc, self.status = message, list(loc or []), status
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# --- sensors --------------------------------------------------------------------------------------
+def readings_frame(readings: list[schemas.Reading]) -> pd.DataFrame:
+    """Request readings -> the raw (sensor_id, timestamp, value) frame the detector's Pipeline reads."""
+    return pd.DataFrame(
+        {
+            "sensor_id": [r.sensor_id for r in readings],
+            "timestamp": pd.to_datetime([r.timestamp for r in readings]).astype("datetime64[ns]"),
+            "value": np.array([np.nan if r.value is None else r.value for r in readings], dtype=float),
+        }
+    )
+
+
+def detect_anomaly(pipe, request: schemas.DetectAnomalyRequest) -> dict:
+    from ml import anomaly
+
+    frame = readings_frame(request.readings)
+    known = pipe.named_steps["features"].sensors_
+    for i, sid in enumerate(frame["sensor_id"]):
+        if sid not in known:
+            raise ClientError(
+                f"sensor_id {sid!r} is unknown to this model ({len(known)} sensors known)",
+                ["readings", i, "sensor_id"],
+            )
+    dup = frame.duplicated(["sensor_id", "timestamp"], keep="first").to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise ClientError(
+            f"sensor {frame['sensor_id'].iloc[i]!r} has two readings at {frame['timestamp'].iloc[i]}",
+            ["readings", i, "timestamp"],
+        )
+    scored = anomaly.score_readings(pipe, frame, explain=request.explain)
+    results = [
+        {
+            "sensor_id": sid,
+            "timestamp": ts.to_pydatetime(),
+            "value": None if value != value else float(value),
+            "score": None if score != score else float(score),
+            "is_anomaly": bool(flag),
+            "threshold": float(thr),
+            "top_feature": top if isinstance(top, str) else None,
+        }
+        for sid, ts, value, score, flag, thr, top in zip(
+            scored["sensor_id"],
+            scored["timestamp"],
+            scored["value"],
+            scored["score"],
+            scored["is_anomaly"],
+            scored["threshold"],
+            scored["top_feature"],
+            strict=True,
+        )
+    ]
+    return {"results": results}
+
+
+def forecast(forecaster, request: schemas.ForecastRequest) -> dict:
+    known = set(forecaster.sensor_ids)
+    results = []
+    for i, item in enumerate(request.items):
+        if item.sensor_id not in known:
+            raise ClientError(
+                f"sensor_id {item.sensor_id!r} is unknown to this model ({len(known)} sensors known)",
+                ["items", i, "sensor_id"],
+            )
+        history = None
+        if item.history:
+            history = pd.DataFrame(
+                {
+                    "timestamp": pd.to_datetime([p.timestamp for p in item.history]).astype("datetime64[ns]"),
+                    "value": [np.nan if p.value is None else p.value for p in item.history],
+                }
+            )
+        try:
+            frame = forecaster.forecast(item.sensor_id, item.horizon, history)
+        except ValueError as exc:  # off-grid history, horizon beyond what the artifact answers
+            field = "horizon" if "horizon" in str(exc) else "history"
+            raise ClientError(str(exc), ["items", i, field]) from exc
+        points = [
+            {
+                "timestamp": ts.to_pydatetime(),
+                "yhat": _num(y),
+                "lo80": _num(a),
+                "hi80": _num(b),
+                "lo95": _num(c),
+                "hi95": _num(d),
+            }
+            for ts, y, a, b, c, d in zip(
+                frame["timestamp"],
+                frame["yhat"],
+                frame["lo80"],
+                frame["hi80"],
+                frame["lo95"],
+                frame["hi95"],
+                strict=True,
+            )
+        ]
+        results.append(
+            {
+                "sensor_id": item.sensor_id,
+                "horizon": item.horizon,
+                "model": str(frame["model"].iloc[0]) if len(frame) else "",
+                "forecast": points,
+            }
+        )
+    return {"results": results}
+
+
+# --- incidents ------------------------------------------------------------------------------------
+INCIDENT_TEXT = (
+    "caller_id",
+    "contact_type",
+    "location",
+    "category",
+    "subcategory",
+    "cmdb_ci",
+    "assignment_group",
+    "short_description",
+    "description",
+)
+
+
+def incidents_frame(incidents: list[schemas.Incident]) -> pd.DataFrame:
+    """Request incidents -> the open-time record frame (silver dtypes) the incident Pipelines read.
+
+    `group_load_24h` is passed through when a client sends it (batch scoring computes it over the whole
+    history); when absent the model fills its training median, as documented in IncidentFeatures.
+    """
+    frame = pd.DataFrame(
+        {
+            "number": [x.number for x in incidents],
+            "opened_at": pd.to_datetime([x.opened_at for x in incidents]).astype("datetime64[ns]"),
+            "impact": pd.array([x.impact for x in incidents], dtype="Int64"),
+            "urgency": pd.array([x.urgency for x in incidents], dtype="Int64"),
+            "priority": pd.array([x.priority for x in incidents], dtype="Int64"),
+            "sla_target_hours": np.array([x.sla_target_hours for x in incidents], dtype=float),
+            **{col: pd.Series([getattr(x, col) for x in incidents], dtype=object) for col in INCIDENT_TEXT},
+        }
+    )
+    loads = [x.group_load_24h for x in incidents]
+    if any(v is not None for v in loads):
+        frame["group_load_24h"] = np.array([np.nan if v is None else v for v in loads], dtype=float)
+    return frame
+
+
+def sla_threshold(metrics: dict[str, float], configured: float | None) -> tuple[float, str]:
+    """The decision threshold: the version's own `threshold` metric (chosen at training), else params."""
+    if "threshold" in metrics and math.isfinite(metrics["threshold"]):
+        return float(metrics["threshold"]), "model metric 'threshold' (chosen on training data)"
+    if configured is not None:
+        return float(configured), "params.yaml serving.sla_threshold"
+    from ml.incidents import sla
+
+    p = sla.DEFAULTS
+    return p["cost_fp"] / (p["cost_fp"] + p["cost_fn"]), "cost_fp / (cost_fp + cost_fn) (defaults)"
+
+
+def predict_sla(model, request: schemas.IncidentsRequest, *, threshold: float) -> dict:
+    from ml.incidents import sla
+
+    frame = incidents_frame(request.incidents)
+    probs = sla.breach_probability(model, frame, n_threads=None)  # the process runs single-threaded already
+    return {
+        "results": [
+            {"number": num, "breach_probability": float(p), "breach_predicted": bool(p >= threshold)}
+            for num, p in zip(frame["number"], probs, strict=True)
+        ]
+    }
+
+
+def predict_ttr(model, request: schemas.IncidentsRequest) -> dict:
+    from ml.incidents import ttr
+
+    frame = incidents_frame(request.incidents)
+    pred = ttr.predict_ttr(model, frame, n_threads=None)
+    return {
+        "results": [
+            {
+                "number": num,
+                "expected_hours": float(row["p50"]),
+                "p10": float(row["p10"]),
+                "p50": float(row["p50"]),
+                "p90": float(row["p90"]),
+            }
+            for num, (_, row) in zip(frame["number"], pred.iterrows(), strict=True)
+        ]
+    }
+
+
+# --- drift ----------------------------------------------------------------------------------------
+def check_drift(request: schemas.DriftRequest, loaded, cfg) -> dict:
+    """PSI per monitored feature of the batch against the reference saved with the domain's model."""
+    from ml import monitoring
+
+    reference = loaded.extras.get("reference")
+    if reference is None:
+        raise ClientError(
+            f"model {loaded.name!r} v{loaded.source.version} has no training reference saved with it "
+            f"({loaded.extras.get('reference_note', 'none found')}); /check_drift cannot answer for "
+            f"{request.domain}",
+            status=503,
+        )
+    field, other = ("readings", "incidents") if request.domain == "sensors" else ("incidents", "readings")
+    if getattr(request, other):
+        raise ClientError(f"domain {request.domain!r} takes {field}, not {other}", [other])
+    records = getattr(request, field)
+    if not records:
+        raise ClientError(f"domain {request.domain!r} needs at least one record in {field}", [field])
+    current = readings_frame(records) if request.domain == "sensors" else incidents_frame(records)
+    try:
+        table = monitoring.check_drift(
+            request.domain, reference, current, threshold=cfg.drift_psi_threshold, bins=cfg.drift_bins
+        )
+    except ValueError as exc:  # e.g. a sensor the reference does not know
+        raise ClientError(str(exc), [field]) from exc
+    table = table[np.isfinite(table["psi"].to_numpy(dtype=float))]
+    return {
+        "domain": request.domain,
+        "psi_threshold": cfg.drift_psi_threshold,
+        "bins": cfg.drift_bins,
+        "rows": len(current),
+        "reference_rows": len(reference),
+        "noise_floor": monitoring.psi_noise_floor(len(reference), len(current), cfg.drift_bins),
+        "drifted": bool(table["drifted"].any()),
+        "features": [
+            {"feature": str(r.feature), "psi": float(r.psi), "drifted": bool(r.drifted), "kind": str(r.kind)}
+            for r in table.itertuples()
+        ],
+    }

@@ -1,0 +1,283 @@
+"""Typed, strict request and response bodies of every endpoint.
+
+Requests are strict: unknown fields, NaN/Infinity, impossible or out-of-range timestamps, empty lists, strings
+where numbers belong (and the reverse) are refused with a 4xx that names the field path. The limits from
+params.yaml `serving:` (items per request, text length) are part of the schema, so the OpenAPI document
+states them. Timestamps: ISO 8601; a timezone-aware one is converted to UTC and its zone dropped (the models
+were trained on naive timestamps).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ml import config
+from ml.serving import settings
+
+S = settings.get()
+_FORECAST = config.load_params().get("forecast", {}) if (config.ROOT / "params.yaml").exists() else {}
+MAX_HORIZON = int(_FORECAST.get("max_horizon", 168))
+DEFAULT_HORIZON = int(_FORECAST.get("horizon", 24))
+MAX_FORECAST_ITEMS = 100  # each item is a model call: a smaller cap than readings
+EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2100, 1, 1)
+
+# The models the service serves (the model table's names; table.check() keeps the two in step).
+MODEL_NAMES = ("sensor-anomaly", "sensor-forecast", "incident-sla", "incident-ttr")
+ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
+
+
+def _timestamp(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"timestamp {value.isoformat()} is outside {EARLIEST.year}..{LATEST.year - 1}")
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_timestamp)]
+SensorId = Annotated[str, Field(min_length=1, max_length=200)]
+ShortText = Annotated[str, Field(max_length=200)]
+LongText = Annotated[str, Field(max_length=S.max_text_chars)]
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields, NaN/Inf and type coercions are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class Stamped(Out):
+    """Every prediction says which model made it."""
+
+    model_name: str
+    model_version: str
+    model_sha256: str
+    model_source: str = Field(description="registry | override | exported-copy | bento")
+
+
+# --- /detect_anomaly ----------------------------------------------------------------------------
+class Reading(Strict):
+    sensor_id: SensorId
+    timestamp: Timestamp
+    value: float | None = Field(description="the reading; null for a missing one (it gets no score)")
+
+
+class DetectAnomalyRequest(Strict):
+    readings: list[Reading] = Field(
+        min_length=1,
+        max_length=S.max_items,
+        description="raw readings, any order, one or more sensors; each sensor's readings are also its "
+        "context (window features look back up to 24 readings), so send the recent past too",
+    )
+    explain: Literal["all", "flagged", "none"] = Field(
+        "all", description="which readings name their top contributing feature"
+    )
+
+
+class ReadingScore(Out):
+    sensor_id: str
+    timestamp: datetime
+    value: float | None
+    score: float | None = Field(description="[0, 1]: share of normal training readings less unusual")
+    is_anomaly: bool
+    threshold: float
+    top_feature: str | None
+
+
+class DetectAnomalyResponse(Stamped):
+    results: list[ReadingScore]
+
+
+# --- /forecast ----------------------------------------------------------------------------------
+class HistoryPoint(Strict):
+    timestamp: Timestamp
+    value: float | None
+
+
+class ForecastItem(Strict):
+    sensor_id: SensorId
+    horizon: int = Field(DEFAULT_HORIZON, ge=1, le=MAX_HORIZON, description="steps of the sensor's grid")
+    history: list[HistoryPoint] | None = Field(
+        None,
+        max_length=S.max_history,
+        description="readings after the model's training end, on the sensor's grid; the forecast starts "
+        "after the last of them",
+    )
+
+
+class ForecastRequest(Strict):
+    items: list[ForecastItem] = Field(min_length=1, max_length=MAX_FORECAST_ITEMS)
+
+
+class ForecastPoint(Out):
+    timestamp: datetime
+    yhat: float | None
+    lo80: float | None
+    hi80: float | None
+    lo95: float | None
+    hi95: float | None
+
+
+class ForecastResult(Out):
+    sensor_id: str
+    horizon: int
+    model: str = Field(description="the sensor's model chosen by backtest (seasonal_naive | ets | prophet)")
+    forecast: list[ForecastPoint]
+
+
+class ForecastResponse(Stamped):
+    results: list[ForecastResult]
+
+
+# --- incidents ----------------------------------------------------------------------------------
+class Incident(Strict):
+    """Fields known when the incident is opened (outcome fields are refused as unknown)."""
+
+    number: ShortText | None = None
+    opened_at: Timestamp
+    impact: int = Field(ge=1, le=3)
+    urgency: int = Field(ge=1, le=3)
+    priority: int = Field(ge=1, le=5)
+    sla_target_hours: float = Field(gt=0, le=100_000)
+    caller_id: ShortText | None = None
+    contact_type: ShortText | None = None
+    location: ShortText | None = None
+    category: ShortText | None = None
+    subcategory: ShortText | None = None
+    cmdb_ci: ShortText | None = None
+    assignment_group: ShortText | None = None
+    short_description: LongText | None = None
+    description: LongText | None = None
+    group_load_24h: int | None = Field(
+        None, ge=0, le=1_000_000, description="incidents opened for the group in the previous 24 h"
+    )
+
+
+class IncidentsRequest(Strict):
+    incidents: list[Incident] = Field(min_length=1, max_length=S.max_items)
+
+
+class SlaPrediction(Out):
+    number: str | None
+    breach_probability: float
+    breach_predicted: bool
+
+
+class SlaResponse(Stamped):
+    threshold: float
+    threshold_source: str
+    results: list[SlaPrediction]
+
+
+class TtrPrediction(Out):
+    number: str | None
+    expected_hours: float = Field(description="the median (P50)")
+    p10: float
+    p50: float
+    p90: float
+
+
+class TtrResponse(Stamped):
+    results: list[TtrPrediction]
+
+
+# --- /check_drift -------------------------------------------------------------------------------
+class DriftRequest(Strict):
+    """A batch of recent raw records of one domain, compared with the training reference saved with the
+    domain's model (sensors: sensor-anomaly; incidents: incident-sla)."""
+
+    domain: Literal["sensors", "incidents"]
+    readings: list[Reading] = Field(
+        default_factory=list, max_length=S.max_items, description="domain sensors"
+    )
+    incidents: list[Incident] = Field(
+        default_factory=list, max_length=S.max_items, description="domain incidents"
+    )
+
+
+class FeatureDrift(Out):
+    feature: str
+    psi: float
+    drifted: bool
+    kind: str
+
+
+class DriftResponse(Stamped):
+    domain: str
+    psi_threshold: float
+    bins: int
+    rows: int
+    reference_rows: int
+    noise_floor: float = Field(description="PSI expected from sampling alone at these sizes (no drift)")
+    drifted: bool
+    features: list[FeatureDrift]
+
+
+# --- /models, /models/reload --------------------------------------------------------------------
+class Empty(Strict):
+    pass
+
+
+class ModelInfo(Out):
+    name: str
+    endpoints: list[str]
+    required: bool
+    state: Literal["loading", "loaded", "failed", "unavailable"]
+    loaded: bool
+    version: str | None = None
+    alias: str | None = None
+    model_sha256: str | None = None
+    source: str | None = None
+    uri: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    loaded_at: str | None = None
+    error: str | None = None
+    note: str | None = None
+    drift_reference: str | None = Field(None, description="the training reference /check_drift uses")
+
+
+class ModelsResponse(Out):
+    ready: bool
+    models: list[ModelInfo]
+
+
+ModelUri = Annotated[
+    str,
+    Field(
+        pattern=r"^models:/[A-Za-z0-9._-]+(/[0-9]+|@[A-Za-z0-9_-]+)$",
+        max_length=300,
+        description="models:/<name>/<version> or models:/<name>@<alias>",
+    ),
+]
+
+
+class ReloadRequest(Strict):
+    # (no `| None` at the top level: BentoML's OpenAPI drops it there, so null would be undocumented)
+    models: list[ModelName] = Field(
+        default_factory=list, max_length=20, description="which models to re-resolve (empty: all)"
+    )
+    uris: dict[ModelName, ModelUri | None] = Field(
+        default_factory=dict,
+        description="set (or with null clear) a model's source for this process, like "
+        "OPSLAB_MODEL_URI_<NAME> at start: hot swap and rollback without restart",
+    )
+
+
+class ReloadResult(Out):
+    name: str
+    status: Literal["swapped", "unchanged", "failed"]
+    version_before: str | None
+    version_after: str | None
+    error: str | None = None
+
+
+class ReloadResponse(Out):
+    results: list[ReloadResult]
+    models: list[ModelInfo]

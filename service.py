@@ -1,0 +1,97 @@
+"""opslab's HTTP service (BentoML 1.4). Thin on purpose: every decision lives in ml/serving/ (docs/serving.md).
+
+bentoml serve service:OpsLab --host 127.0.0.1 --port 3000        (or: make serve)
+"""
+
+from __future__ import annotations
+
+import os
+
+# single-threaded BLAS/OpenMP, set before numpy/sklearn load; the workers BentoML spawns inherit it
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import anyio  # noqa: E402
+import bentoml  # noqa: E402
+
+from ml.serving import guard, settings
+from ml.serving import schemas as S
+from ml.serving.bento import RegistryModel
+from ml.serving.runtime import Runtime, attach_logging
+
+CFG = settings.get()
+
+
+@bentoml.service(
+    name="opslab",
+    workers=1,  # one process: a reload swaps models for every request at once (see docs/serving.md)
+    threads=CFG.threads,
+    traffic={"timeout": 60},
+    http={"host": "127.0.0.1", "port": 3000},  # loopback unless told otherwise (and then keys are required)
+)
+class OpsLab:
+    """Sensor anomaly detection and forecasting, incident SLA-breach risk and time to resolution."""
+
+    # The registry's models, declared at class scope so that `bentoml build` carries them (ml/serving/bento.py).
+    sensor_anomaly = RegistryModel.declare("sensor-anomaly")
+    sensor_forecast = RegistryModel.declare("sensor-forecast")
+    incident_sla = RegistryModel.declare("incident-sla")
+    incident_ttr = RegistryModel.declare("incident-ttr")
+    # incident_triage = RegistryModel.declare("incident-triage")            # slot: see ml/serving/table.py
+    # incident_system_team = RegistryModel.declare("incident-system-team")
+    # incident_clusters = RegistryModel.declare("incident-clusters")
+
+    def __init__(self) -> None:
+        attach_logging()
+        if not guard.KeyRing.from_env().enabled:
+            guard.warn_open(guard.bound_host() or "this address")
+        self.runtime = Runtime(CFG)
+        self.runtime.start()  # loads in the background; /readyz waits for the required models
+
+    @bentoml.on_deployment
+    def refuse_open_public_bind() -> None:
+        guard.check_bind(guard.intended_host(), guard.KeyRing.from_env())
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.ready()
+
+    def __metrics__(self, content: str) -> str:
+        return content + self.runtime.metrics_text()
+
+    @bentoml.api(route="/detect_anomaly")
+    def detect_anomaly(self, request: S.DetectAnomalyRequest, /) -> S.DetectAnomalyResponse:
+        """Score raw sensor readings: anomaly score in [0, 1], flag, threshold and top contributing feature."""
+        return self.runtime.call("/detect_anomaly", request)
+
+    @bentoml.api(route="/forecast")
+    def forecast(self, request: S.ForecastRequest, /) -> S.ForecastResponse:
+        """Point forecast with 80% and 95% intervals per sensor, optionally after recent history."""
+        return self.runtime.call("/forecast", request)
+
+    @bentoml.api(route="/predict_sla")
+    def predict_sla(self, request: S.IncidentsRequest, /) -> S.SlaResponse:
+        """P(SLA breach) from fields known at open time, and the decision at the configured threshold."""
+        return self.runtime.call("/predict_sla", request)
+
+    @bentoml.api(route="/predict_ttr")
+    def predict_ttr(self, request: S.IncidentsRequest, /) -> S.TtrResponse:
+        """Hours to resolution: P10 / P50 (expected) / P90."""
+        return self.runtime.call("/predict_ttr", request)
+
+    @bentoml.api(route="/check_drift")
+    def check_drift(self, request: S.DriftRequest, /) -> S.DriftResponse:
+        """PSI per feature of a batch of recent records against the model's saved training reference."""
+        return self.runtime.call("/check_drift", request)
+
+    @bentoml.api(route="/models")
+    def models(self, request: S.Empty, /) -> S.ModelsResponse:
+        """Every model: version, alias, sha256, source, training metrics, loaded or not."""
+        return S.ModelsResponse(ready=self.runtime.ready(), models=self.runtime.models_info())
+
+    @bentoml.api(route="/models/reload")
+    async def reload(self, request: S.ReloadRequest, /) -> S.ReloadResponse:
+        """(admin) Re-resolve aliases / apply source overrides and swap changed models without a restart."""
+        results = await anyio.to_thread.run_sync(self.runtime.reload, request.models, request.uris)
+        return S.ReloadResponse(results=results, models=self.runtime.models_info())
+
+
+OpsLab.add_asgi_middleware(guard.GuardMiddleware, openapi=lambda: OpsLab.openapi_spec.asdict())

@@ -1,0 +1,869 @@
+"""The BentoML service over real HTTP: `bentoml serve` subprocesses on free loopback ports.
+
+Server A: a scratch MLflow registry with small real models (sensor-anomaly v1 and champion v2, forecaster,
+SLA, TTR), API keys (one in the env, one in a key file), and `OPSLAB_MODEL_URI_SENSOR_ANOMALY` pinning v1
+(the env-var rollback). Server B: the registry unreachable, so the exported copies are served; the TTR
+copy is missing and the SLA copy tampered with, so only their endpoints answer 503; no keys (open, loopback).
+A third `bentoml serve --host 0.0.0.0` without keys must refuse to start.
+
+The scratch registry takes a minute or two to train and register; it is cached under
+build/test-cache/service-<hash of the code it depends on>/ (set OPSLAB_TEST_NO_CACHE=1 to rebuild).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import registry
+from ml.config import ROOT
+from ml.serving import accel, guard, settings, table
+
+pytestmark = [pytest.mark.xdist_group("service"), pytest.mark.slow]
+
+PREDICT_KEY = "predict-key-for-tests-0123456789"
+ADMIN_KEY = "admin-key-for-tests-0123456789"
+P = {"X-API-Key": PREDICT_KEY}
+A = {"X-API-Key": ADMIN_KEY}
+CACHE_INPUTS = [
+    "ml/serving/fixtures.py",
+    "ml/anomaly.py",
+    "ml/features.py",
+    "ml/forecast.py",
+    "ml/forecast_pyfunc.py",
+    "ml/registry.py",
+    "ml/synth.py",
+    "ml/incidents/features.py",
+    "ml/incidents/sla.py",
+    "ml/incidents/ttr.py",
+    "uv.lock",
+]
+
+
+# --- the scratch registry (cached) -------------------------------------------------------------------
+def _cache_key() -> str:
+    h = hashlib.sha256()
+    for rel in CACHE_INPUTS:
+        h.update(rel.encode())
+        h.update((ROOT / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _registry_env(root: Path) -> dict[str, str]:
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "MLFLOW_ARTIFACT_ROOT": (root / "artifacts").as_uri(),
+        "OPSLAB_MODELS_DIR": str(root / "models"),
+    }
+
+
+def _build(root: Path) -> None:
+    from ml.serving import fixtures
+
+    for old in root.parent.glob("service-*"):  # registries of code versions older than a day
+        if old != root and time.time() - old.stat().st_mtime > 86_400:
+            shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)  # a build that did not complete
+    root.mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _registry_env(root).items():
+            mp.setenv(k, v)
+        built = fixtures.build_registry(root / "models")
+    built["data"].sensors.to_parquet(root / "sensors.parquet")
+    built["data"].incidents.to_parquet(root / "incidents.parquet")
+    meta = {
+        "anomaly": [r.to_dict() for r in built["anomaly"]],
+        **{k: built[k].to_dict() for k in ("forecast", "sla", "ttr")},
+    }
+    (root / "registry.json").write_text(json.dumps(meta, indent=1))
+    (root / "COMPLETE").write_text("ok\n")
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    if os.environ.get("OPSLAB_TEST_NO_CACHE"):
+        root = tmp_path_factory.mktemp("service-registry")
+    else:
+        root = ROOT / "build" / "test-cache" / f"service-{_cache_key()}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / ".lock", "w") as lock:  # another test run building it: wait for that one
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "COMPLETE").exists():
+            _build(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def meta(scratch) -> dict:
+    return json.loads((scratch / "registry.json").read_text())
+
+
+# --- servers -----------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name: str, env: dict[str, str], workdir: Path, host: str = "127.0.0.1"):
+        self.name, self.port = name, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"{name}.log"
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("OPSLAB_", "MLFLOW_", "BENTOML_"))
+        }
+        full_env |= {"BENTOML_HOME": str(workdir / "bentoml"), "PYTHONUNBUFFERED": "1", **env}
+        cmd = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service:OpsLab",
+            "--host",
+            host,
+            "--port",
+            str(self.port),
+        ]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    def wait(self, path: str = "/readyz", timeout: float = 240) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                if self.client.get(path, timeout=2).status_code == 200:
+                    return time.monotonic() - self.started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"{self.name} not answering 200 on {path} after {timeout}s:\n{self.tail()}")
+
+    def tail(self, n: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def post(self, path: str, body=None, headers=None, **kw) -> httpx.Response:
+        return self.client.post(path, json=body if body is not None else {}, headers=headers, **kw)
+
+
+@pytest.fixture(scope="module")
+def servers(scratch, tmp_path_factory):
+    work = tmp_path_factory.mktemp("servers")
+    keyfile = work / "keys.txt"
+    keyfile.write_text(f"# admin key for the tests\nadmin:sha256:{guard.hash_key(ADMIN_KEY).hex()}\n")
+    env_a = _registry_env(scratch) | {
+        settings.ENV_API_KEYS: f"predict:sha256:{guard.hash_key(PREDICT_KEY).hex()}",
+        settings.ENV_API_KEYS_FILE: str(keyfile),
+        settings.uri_env_var("sensor-anomaly"): "models:/sensor-anomaly/1",
+    }
+    fallback_models = work / "exported"
+    shutil.copytree(scratch / "models", fallback_models)
+    shutil.rmtree(fallback_models / "incident-ttr")  # missing entirely
+    tampered = fallback_models / "incident-sla" / registry.MODEL_FILE
+    tampered.write_bytes(tampered.read_bytes() + b"\0")  # bytes no longer match the manifest's sha256
+    env_b = {
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "OPSLAB_MODELS_DIR": str(fallback_models),
+        settings.ENV_REQUIRED: "sensor-anomaly,sensor-forecast",
+    }
+    a = Server("server-a", env_a, work)
+    b = Server("server-b", env_b, work)
+    refuse = Server("refuse", {}, work, host="0.0.0.0")
+    try:
+        started = {"a": a.wait("/readyz"), "b": b.wait("/readyz")}
+        print(f"\nserver start (both at once on a shared box): A {started['a']:.0f}s, B {started['b']:.0f}s")
+        yield {"a": a, "b": b, "refuse": refuse, "started": started}
+    finally:
+        for s in (a, b, refuse):
+            s.stop()
+
+
+def settled(srv: Server, headers=None, timeout: float = 180) -> Server:
+    """Ready means the required models are up; wait until the others have been tried too."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {m["name"]: m["state"] for m in srv.post("/models", headers=headers).json()["models"]}
+        if "loading" not in states.values():
+            return srv
+        time.sleep(0.5)
+    raise AssertionError(f"{srv.name}: models still loading after {timeout}s: {states}")
+
+
+@pytest.fixture(scope="module")
+def a(servers) -> Server:
+    return settled(servers["a"], P)
+
+
+@pytest.fixture(scope="module")
+def b(servers) -> Server:
+    return settled(servers["b"])
+
+
+# --- data for requests ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sensors(scratch) -> pd.DataFrame:
+    return pd.read_parquet(scratch / "sensors.parquet")
+
+
+@pytest.fixture(scope="module")
+def incidents(scratch) -> pd.DataFrame:
+    from ml.incidents import features as F
+
+    _, test = F.time_split(pd.read_parquet(scratch / "incidents.parquet"), test_fraction=0.2)
+    return test.head(25)
+
+
+def readings_body(frame: pd.DataFrame) -> list[dict]:
+    return [
+        {
+            "sensor_id": r.sensor_id,
+            "timestamp": r.timestamp.isoformat(),
+            "value": None if pd.isna(r.value) else float(r.value),
+        }
+        for r in frame.itertuples()
+    ]
+
+
+OPEN_FIELDS = [
+    "number",
+    "opened_at",
+    "impact",
+    "urgency",
+    "priority",
+    "sla_target_hours",
+    "caller_id",
+    "contact_type",
+    "location",
+    "category",
+    "subcategory",
+    "cmdb_ci",
+    "assignment_group",
+    "short_description",
+    "description",
+    "group_load_24h",
+]
+
+
+def incidents_body(frame: pd.DataFrame) -> list[dict]:
+    out = []
+    for rec in frame[OPEN_FIELDS].to_dict("records"):
+        row = {}
+        for k, v in rec.items():
+            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+                row[k] = None
+            elif k == "opened_at":
+                row[k] = pd.Timestamp(v).isoformat()
+            elif k in ("impact", "urgency", "priority", "group_load_24h"):
+                row[k] = int(v)
+            elif k == "sla_target_hours":
+                row[k] = float(v)
+            else:
+                row[k] = str(v)
+        out.append(row)
+    return out
+
+
+def two_sensor_window(sensors: pd.DataFrame, n: int = 36) -> pd.DataFrame:
+    ids = sorted(sensors["sensor_id"].unique())[:2]
+    part = sensors[sensors["sensor_id"].isin(ids)]
+    start = part["timestamp"].min() + pd.Timedelta(days=12)
+    window = part[(part["timestamp"] >= start) & (part["timestamp"] < start + pd.Timedelta(hours=n))]
+    return window[["sensor_id", "timestamp", "value"]].reset_index(drop=True)
+
+
+def load_version(name: str, version: str, scratch: Path):
+    """A registered version loaded the batch way (no service code involved)."""
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _registry_env(scratch).items():
+            mp.setenv(k, v)
+        c = registry.client()
+        mv = c.get_model_version(name, version)
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+        if name == "sensor-forecast":
+            return registry.load_forecaster(local, mv.tags["model_sha256"])
+        return registry.load_sklearn(local, mv.tags["model_sha256"])
+
+
+# --- fast, in-process -----------------------------------------------------------------------------------
+def test_model_table_is_consistent():
+    table.check()
+    assert {"/detect_anomaly", "/forecast", "/predict_sla", "/predict_ttr"} <= set(table.ENDPOINTS)
+
+
+def test_key_ring_parses_hashed_and_plain_keys_and_scopes():
+    ring = guard.KeyRing.parse(
+        f"predict:sha256:{guard.hash_key('p' * 20).hex()}\n# comment\nadmin:{'a' * 20}", origin="t"
+    )
+    assert ring.enabled and ring.plaintext_entries == 1
+    assert ring.scopes_of("p" * 20) == {"predict"}
+    assert ring.scopes_of("a" * 20) == {"admin", "predict"}
+    assert ring.scopes_of("nope" * 5) == set()
+    for bad in ("root:sha256:" + "0" * 64, "predict:sha256:xyz", "predict:short", "predict"):
+        with pytest.raises(guard.KeyConfigError):
+            guard.KeyRing.parse(bad)
+    assert guard.required_scope("/models/reload") == "admin"
+    assert guard.required_scope("/readyz") is None and guard.required_scope("/forecast") == "predict"
+    assert guard.required_scope("//models/reload") == guard.required_scope("/models/reload/") == "admin"
+    assert guard.is_loopback("127.0.0.1") and guard.is_loopback("::1") and not guard.is_loopback("0.0.0.0")
+
+
+def test_fast_isolation_forest_scores_equal_sklearn_bit_for_bit(scratch, sensors):
+    from sklearn.ensemble import IsolationForest
+
+    pipe = load_version("sensor-anomaly", "2", scratch)
+    X = pipe.named_steps["features"].transform(sensors[["sensor_id", "timestamp", "value"]].head(500))
+    forest = pipe.named_steps["detector"]
+    assert np.array_equal(accel.fast_score_samples(forest, X), IsolationForest.score_samples(forest, X))
+
+
+# --- server A: health, models, parity -----------------------------------------------------------------
+def test_health_endpoints_are_open_and_metrics_name_the_models(a, servers):
+    assert servers["started"]["a"] < 240
+    for path in ("/livez", "/readyz", "/healthz"):
+        assert a.client.get(path).status_code == 200, path
+    metrics = a.client.get("/metrics").text
+    assert 'opslab_model_loaded{model="incident-sla"' in metrics and "opslab_ready 1" in metrics
+    assert "bentoml_service_request_total" in metrics
+
+
+def test_models_lists_versions_sources_and_the_env_rollback(a, meta):
+    r = a.post("/models", headers=P)
+    assert r.status_code == 200
+    models = {m["name"]: m for m in r.json()["models"]}
+    assert r.json()["ready"] is True
+    assert set(models) == set(table.MODELS)
+    anomaly = models["sensor-anomaly"]
+    # champion is v2, the env var pins v1: that is the rollback
+    assert meta["anomaly"][1]["alias"] == "champion" and meta["anomaly"][1]["version"] == "2"
+    assert anomaly["version"] == "1" and anomaly["source"] == "override"
+    assert anomaly["model_sha256"] == meta["anomaly"][0]["model_sha256"]
+    for name, key in (("sensor-forecast", "forecast"), ("incident-sla", "sla"), ("incident-ttr", "ttr")):
+        m = models[name]
+        assert m["loaded"] and m["source"] == "registry" and m["alias"] == "champion"
+        assert (m["version"], m["model_sha256"]) == (meta[key]["version"], meta[key]["model_sha256"])
+        assert m["metrics"], name
+
+
+def test_detect_anomaly_equals_batch_scoring(a, sensors, scratch, meta):
+    from ml import anomaly
+
+    window = two_sensor_window(sensors)
+    window.loc[5, "value"] = np.nan  # a missing reading gets no score
+    window.loc[20, "value"] = window["value"].max() * 3  # and a spike
+    r = a.post("/detect_anomaly", {"readings": readings_body(window)}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["model_name"], body["model_version"]) == ("sensor-anomaly", "1")
+    assert body["model_sha256"] == meta["anomaly"][0]["model_sha256"]
+    batch = anomaly.score_readings(load_version("sensor-anomaly", "1", scratch), window, explain="all")
+    got = pd.DataFrame(body["results"])
+    assert len(got) == len(batch)
+    assert got["score"].isna().tolist() == batch["score"].isna().tolist()
+    assert np.array_equal(got["score"].dropna().to_numpy(), batch["score"].dropna().to_numpy())
+    assert got["is_anomaly"].tolist() == batch["is_anomaly"].tolist()
+    assert got["top_feature"].fillna("-").tolist() == batch["top_feature"].fillna("-").tolist()
+    assert bool(got.loc[20, "is_anomaly"])
+    assert all(0.0 <= s <= 1.0 for s in got["score"].dropna())
+
+
+def test_forecast_equals_the_artifact_with_and_without_history(a, scratch, sensors):
+    fc = load_version("sensor-forecast", "1", scratch)
+    sid = fc.sensor_ids[0]
+    end = pd.Timestamp(fc.info().set_index("sensor_id").loc[sid, "train_end"])
+    history = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(end + pd.Timedelta("1h"), periods=5, freq="1h"),
+            "value": [50.0, 51.0, None, 49.0, 48.5],
+        }
+    )
+    items = [
+        {"sensor_id": sid, "horizon": 6},
+        {
+            "sensor_id": fc.sensor_ids[1],
+            "horizon": 3,
+            "history": [
+                {"timestamp": t.isoformat(), "value": None if pd.isna(v) else v}
+                for t, v in zip(history["timestamp"], history["value"], strict=True)
+            ],
+        },
+    ]
+    r = a.post("/forecast", {"items": items}, headers=P)
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    expected = [
+        fc.forecast(sid, 6),
+        fc.forecast(fc.sensor_ids[1], 3, history.assign(value=history["value"].astype(float))),
+    ]
+    for got, exp in zip(res, expected, strict=True):
+        pts = pd.DataFrame(got["forecast"])
+        assert len(pts) == len(exp) and got["model"] == exp["model"].iloc[0]
+        assert (pd.to_datetime(pts["timestamp"]) == exp["timestamp"].reset_index(drop=True)).all()
+        for col in ("yhat", "lo80", "hi80", "lo95", "hi95"):
+            assert np.array_equal(pts[col].to_numpy(dtype=float), exp[col].to_numpy(dtype=float)), col
+        assert (pts["lo95"] <= pts["lo80"]).all() and (pts["lo80"] <= pts["yhat"]).all()
+        assert (pts["yhat"] <= pts["hi80"]).all() and (pts["hi80"] <= pts["hi95"]).all()
+
+
+def test_predict_sla_equals_batch_probabilities_and_decides_at_the_model_threshold(
+    a, scratch, incidents, meta
+):
+    from ml.incidents import sla
+
+    r = a.post("/predict_sla", {"incidents": incidents_body(incidents)}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["model_name"], body["model_version"]) == ("incident-sla", meta["sla"]["version"])
+    model = load_version("incident-sla", meta["sla"]["version"], scratch)
+    probs = sla.breach_probability(model, incidents)
+    got = np.array([x["breach_probability"] for x in body["results"]])
+    assert np.array_equal(got, probs)
+    assert body["threshold_source"].startswith("model metric")
+    assert [x["breach_predicted"] for x in body["results"]] == list(probs >= body["threshold"])
+    assert [x["number"] for x in body["results"]] == incidents["number"].tolist()
+
+
+def test_predict_ttr_equals_batch_quantiles(a, scratch, incidents, meta):
+    from ml.incidents import ttr
+
+    r = a.post("/predict_ttr", {"incidents": incidents_body(incidents)}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (
+        body["model_version"] == meta["ttr"]["version"]
+        and body["model_sha256"] == meta["ttr"]["model_sha256"]
+    )
+    expected = ttr.predict_ttr(load_version("incident-ttr", meta["ttr"]["version"], scratch), incidents)
+    got = pd.DataFrame(body["results"])
+    for col in ("p10", "p50", "p90"):
+        assert np.array_equal(got[col].to_numpy(), expected[col].to_numpy()), col
+    assert (got["expected_hours"] == got["p50"]).all()
+    assert ((got["p10"] <= got["p50"]) & (got["p50"] <= got["p90"])).all()
+
+
+def run_reference(name: str, version: str, scratch: Path) -> pd.DataFrame:
+    import mlflow
+
+    from ml import monitoring
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _registry_env(scratch).items():
+            mp.setenv(k, v)
+        run_id = registry.client().get_model_version(name, version).run_id
+        return monitoring.load_reference(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reference")
+        )
+
+
+def test_check_drift_equals_the_monitoring_psi_against_the_saved_reference(
+    a, sensors, scratch, incidents, meta
+):
+    from ml import monitoring
+
+    params = settings.get()
+    window = sensors[sensors["timestamp"] >= sensors["timestamp"].max() - pd.Timedelta(days=4)]
+    window = window[["sensor_id", "timestamp", "value"]].reset_index(drop=True)
+    r = a.post("/check_drift", {"domain": "sensors", "readings": readings_body(window)}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["model_name"], body["model_version"]) == ("sensor-anomaly", "1")  # A serves v1
+    reference = run_reference("sensor-anomaly", "1", scratch)
+    expected = monitoring.check_drift(
+        "sensors", reference, window, threshold=params.drift_psi_threshold, bins=params.drift_bins
+    )
+    got = {f["feature"]: f["psi"] for f in body["features"]}
+    assert got == {str(k): float(v) for k, v in zip(expected["feature"], expected["psi"], strict=True)}
+    assert body["psi_threshold"] == params.drift_psi_threshold and body["reference_rows"] == len(reference)
+    # a level shift of every reading is drift
+    shifted = window.assign(value=window["value"] * 1.5 + 20)
+    r = a.post("/check_drift", {"domain": "sensors", "readings": readings_body(shifted)}, headers=P)
+    assert r.status_code == 200 and r.json()["drifted"] is True
+    assert all(f["drifted"] == (f["psi"] > params.drift_psi_threshold) for f in r.json()["features"])
+    r = a.post("/check_drift", {"domain": "incidents", "incidents": incidents_body(incidents)}, headers=P)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_name"] == "incident-sla" and r.json()["rows"] == len(incidents)
+    assert {"category", "open_hour"} <= {f["feature"] for f in r.json()["features"]}
+
+
+# --- server A: bad input ---------------------------------------------------------------------------------
+GOOD_READING = {"sensor_id": "cpu-01", "timestamp": "2024-01-05T00:00:00", "value": 1.5}
+GOOD_INCIDENT = {
+    "opened_at": "2024-05-01T10:00:00",
+    "impact": 2,
+    "urgency": 2,
+    "priority": 3,
+    "sla_target_hours": 24,
+}
+S = settings.get()
+BAD = [
+    # (route, raw body or json, expected status, a field the error must name)
+    ("/detect_anomaly", {"readings": [GOOD_READING], "extra": 1}, 400, "extra"),
+    ("/detect_anomaly", {"readings": [{**GOOD_READING, "colour": "red"}]}, 400, "colour"),
+    (
+        "/detect_anomaly",
+        b'{"readings": [{"sensor_id": "cpu-01", "timestamp": "2024-01-05T00:00:00", "value": NaN}]}',
+        400,
+        "value",
+    ),
+    (
+        "/detect_anomaly",
+        b'{"readings": [{"sensor_id": "cpu-01", "timestamp": "2024-01-05T00:00:00", "value": Infinity}]}',
+        400,
+        "value",
+    ),
+    (
+        "/detect_anomaly",
+        b'{"readings": [{"sensor_id": "cpu-01", "timestamp": "2024-01-05T00:00:00", "value": 1e999}]}',
+        400,
+        "value",
+    ),
+    (
+        "/detect_anomaly",
+        {"readings": [{**GOOD_READING, "timestamp": "2024-02-30T00:00:00"}]},
+        400,
+        "timestamp",
+    ),
+    (
+        "/detect_anomaly",
+        {"readings": [{**GOOD_READING, "timestamp": "1500-01-01T00:00:00"}]},
+        400,
+        "timestamp",
+    ),
+    ("/detect_anomaly", {"readings": [{**GOOD_READING, "timestamp": "yesterday"}]}, 400, "timestamp"),
+    ("/detect_anomaly", {"readings": [{**GOOD_READING, "value": "1.5"}]}, 400, "value"),
+    ("/detect_anomaly", {"readings": [{**GOOD_READING, "sensor_id": 7}]}, 400, "sensor_id"),
+    ("/detect_anomaly", {"readings": []}, 400, "readings"),
+    ("/detect_anomaly", {"readings": [GOOD_READING] * (S.max_items + 1)}, 400, "readings"),
+    ("/detect_anomaly", {"readings": [{**GOOD_READING, "sensor_id": "no-such-sensor"}]}, 422, "sensor_id"),
+    ("/detect_anomaly", {"readings": [GOOD_READING, GOOD_READING]}, 422, "timestamp"),
+    ("/detect_anomaly", {"readings": [GOOD_READING], "explain": "why"}, 400, "explain"),
+    ("/detect_anomaly", [GOOD_READING], 400, ""),
+    ("/detect_anomaly", b'{"readings": [', 400, ""),
+    ("/forecast", {"items": [{"sensor_id": "cpu-01", "horizon": 0}]}, 400, "horizon"),
+    ("/forecast", {"items": [{"sensor_id": "cpu-01", "horizon": 10_000}]}, 400, "horizon"),
+    ("/forecast", {"items": [{"sensor_id": "cpu-01", "horizon": 2.5}]}, 400, "horizon"),
+    ("/forecast", {"items": [{"sensor_id": "cpu-01", "horizon": 49}]}, 422, "horizon"),  # artifact max 48
+    ("/forecast", {"items": [{"sensor_id": "ghost", "horizon": 3}]}, 422, "sensor_id"),
+    (
+        "/forecast",
+        {"items": [{"sensor_id": "cpu-01", "history": [{"timestamp": "2030-01-01T00:30:00", "value": 1}]}]},
+        422,
+        "history",
+    ),
+    ("/forecast", {"items": []}, 400, "items"),
+    ("/predict_sla", {"incidents": [{**GOOD_INCIDENT, "made_sla": True}]}, 400, "made_sla"),
+    ("/predict_sla", {"incidents": [{**GOOD_INCIDENT, "priority": 9}]}, 400, "priority"),
+    ("/predict_sla", {"incidents": [{**GOOD_INCIDENT, "impact": "2"}]}, 400, "impact"),
+    ("/predict_sla", {"incidents": [{**GOOD_INCIDENT, "sla_target_hours": -1}]}, 400, "sla_target_hours"),
+    (
+        "/predict_sla",
+        {"incidents": [{**GOOD_INCIDENT, "description": "x" * (S.max_text_chars + 1)}]},
+        400,
+        "description",
+    ),
+    (
+        "/predict_sla",
+        {"incidents": [{k: v for k, v in GOOD_INCIDENT.items() if k != "opened_at"}]},
+        400,
+        "opened_at",
+    ),
+    (
+        "/predict_ttr",
+        {"incidents": [{**GOOD_INCIDENT, "opened_at": "2024-13-01T00:00:00"}]},
+        400,
+        "opened_at",
+    ),
+    ("/predict_ttr", {}, 400, "incidents"),
+    ("/models/reload", {"uris": {"sensor-anomaly": "http://evil/x"}}, 400, "sensor-anomaly"),
+    ("/models/reload", {"models": ["no-such-model"]}, 400, "models"),
+    ("/models/reload", {"uris": None}, 400, "uris"),
+    ("/check_drift", {"domain": "weather", "readings": [GOOD_READING]}, 400, "domain"),
+    ("/check_drift", {"domain": "sensors", "incidents": [GOOD_INCIDENT]}, 422, "incidents"),
+    ("/check_drift", {"domain": "sensors"}, 422, "readings"),
+    (
+        "/check_drift",
+        {"domain": "sensors", "readings": [{**GOOD_READING, "sensor_id": "ghost"}]},
+        422,
+        "readings",
+    ),
+]
+
+
+@pytest.mark.parametrize("route,body,status,field", BAD, ids=[f"{r}-{i}" for i, (r, *_) in enumerate(BAD)])
+def test_bad_input_is_a_4xx_naming_the_field(a, route, body, status, field):
+    headers = {**A, "Content-Type": "application/json"}
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = a.client.post(route, content=content, headers=headers)
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    payload = r.json()
+    assert payload.get("error")
+    if field:
+        locs = [".".join(str(p) for p in d.get("loc", [])) for d in payload.get("detail", [])]
+        assert any(field in loc for loc in locs), (field, payload)
+
+
+def test_body_size_content_type_and_methods(a):
+    big = b'{"readings": [' + b" " * (S.max_body_bytes + 10) + b"]}"
+    r = a.client.post("/detect_anomaly", content=big, headers={**P, "Content-Type": "application/json"})
+    assert r.status_code == 413 and "exceeds" in r.json()["error"]
+
+    def chunks():
+        yield b'{"readings": ['
+        for _ in range(S.max_body_bytes // 1000 + 2):
+            yield b" " * 1000
+        yield b"]}"
+
+    r = a.client.post("/detect_anomaly", content=chunks(), headers={**P, "Content-Type": "application/json"})
+    assert r.status_code == 413  # no Content-Length: counted while reading
+    r = a.client.post("/detect_anomaly", content=b"readings=1", headers={**P, "Content-Type": "text/plain"})
+    assert r.status_code == 415
+    assert a.client.get("/detect_anomaly", headers=P).status_code in (404, 405)
+
+
+# --- server A: auth -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "route,headers,status",
+    [
+        ("/predict_sla", {}, 401),
+        ("/predict_sla", {"X-API-Key": "not-a-key-at-all-000"}, 401),
+        ("/predict_sla", P, 200),
+        ("/predict_sla", A, 200),
+        ("/models", {}, 401),
+        ("/models", P, 200),
+        ("/models/reload", {}, 401),
+        ("/models/reload", {"X-API-Key": "not-a-key-at-all-000"}, 401),
+        ("/models/reload", P, 403),
+        ("/models/reload", A, 200),
+    ],
+)
+def test_auth_matrix(a, route, headers, status):
+    body = (
+        {"incidents": [GOOD_INCIDENT]}
+        if route == "/predict_sla"
+        else {"models": ["incident-ttr"]}
+        if route.endswith("reload")
+        else {}
+    )
+    r = a.post(route, body, headers=headers)
+    assert r.status_code == status, r.text
+    if status == 401:
+        assert r.headers.get("www-authenticate", "").startswith("ApiKey")
+
+
+def test_docs_and_health_need_no_key(a):
+    assert a.client.get("/docs.json").status_code == 200
+    assert a.client.get("/livez").status_code == 200
+
+
+# --- server A: reload under load, rollback ------------------------------------------------------------------
+def test_reload_swaps_models_under_load_without_failing_a_request(a, sensors, incidents, meta):
+    readings = {"readings": readings_body(two_sensor_window(sensors, 24))}
+    tickets = {"incidents": incidents_body(incidents.head(3))}
+    stop = threading.Event()
+    seen: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def hammer(route, body):
+        with httpx.Client(base_url=a.url, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post(route, json=body, headers=P)
+                version = r.json().get("model_version") if r.status_code == 200 else None
+                with lock:
+                    seen.append((r.status_code, f"{route}:{version}"))
+
+    workers = [
+        threading.Thread(target=hammer, args=(route, body))
+        for route, body in [
+            ("/detect_anomaly", readings),
+            ("/detect_anomaly", readings),
+            ("/predict_sla", tickets),
+        ]
+    ]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.0)
+        r = a.post("/models/reload", {"uris": {"sensor-anomaly": "models:/sensor-anomaly/2"}}, headers=A)
+        assert r.status_code == 200, r.text
+        res = {x["name"]: x for x in r.json()["results"]}["sensor-anomaly"]
+        assert (res["status"], res["version_before"], res["version_after"]) == ("swapped", "1", "2")
+        time.sleep(1.0)
+        # roll back by source override, still under load
+        r = a.post("/models/reload", {"uris": {"sensor-anomaly": "models:/sensor-anomaly/1"}}, headers=A)
+        assert {x["name"]: x for x in r.json()["results"]}["sensor-anomaly"]["version_after"] == "1"
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(60)
+    statuses = [s for s, _ in seen]
+    assert statuses and set(statuses) == {200}, (
+        f"{len(statuses)} requests, non-200: {[s for s in statuses if s != 200][:5]}"
+    )
+    versions = {v for _, v in seen}
+    assert {"/detect_anomaly:1", "/detect_anomaly:2"} <= versions
+
+
+def test_reload_to_a_missing_version_keeps_the_serving_model(a):
+    r = a.post("/models/reload", {"uris": {"incident-ttr": "models:/incident-ttr/99"}}, headers=A)
+    assert r.status_code == 200
+    res = {x["name"]: x for x in r.json()["results"]}["incident-ttr"]
+    assert res["status"] == "failed" and "incident-ttr" in res["error"] and res["version_after"] == "1"
+    assert a.post("/predict_ttr", {"incidents": [GOOD_INCIDENT]}, headers=P).status_code == 200
+    info = {m["name"]: m for m in a.post("/models", headers=P).json()["models"]}["incident-ttr"]
+    assert info["loaded"] and "last reload failed" in info["error"]
+    # clearing the override goes back to the champion
+    r = a.post("/models/reload", {"uris": {"incident-ttr": None}}, headers=A)
+    assert {x["name"]: x for x in r.json()["results"]}["incident-ttr"]["status"] == "unchanged"
+
+
+# --- server B: registry unreachable, exported copies, 503 per model, open on loopback -----------------------------
+def test_registry_unreachable_serves_exported_copies_and_says_so(b, meta):
+    models = {m["name"]: m for m in b.post("/models").json()["models"]}  # open: no keys configured
+    for name, version in (
+        ("sensor-anomaly", meta["anomaly"][1]["version"]),
+        ("sensor-forecast", meta["forecast"]["version"]),
+    ):
+        m = models[name]
+        assert m["loaded"] and m["source"] == "exported-copy" and m["version"] == version
+        assert "registry unreachable" in m["note"] and "exported copy" in m["note"]
+    assert b.client.get("/readyz").status_code == 200
+
+
+def test_a_model_that_cannot_load_fails_only_its_own_endpoint(b, sensors):
+    models = {m["name"]: m for m in b.post("/models").json()["models"]}
+    assert not models["incident-sla"]["loaded"] and "does not match" in models["incident-sla"]["error"]
+    assert not models["incident-ttr"]["loaded"]
+    for route, model in (("/predict_sla", "incident-sla"), ("/predict_ttr", "incident-ttr")):
+        r = b.post(route, {"incidents": [GOOD_INCIDENT]})
+        assert r.status_code == 503 and model in r.json()["error"], r.text
+        assert r.json()["model"] == model
+    r = b.post("/detect_anomaly", {"readings": readings_body(two_sensor_window(sensors, 24))})
+    assert r.status_code == 200 and r.json()["model_source"] == "exported-copy"
+    assert b.post("/forecast", {"items": [{"sensor_id": "cpu-01", "horizon": 2}]}).status_code == 200
+
+
+def test_check_drift_without_a_saved_reference_is_a_503_naming_the_model(b, sensors):
+    r = b.post(
+        "/check_drift", {"domain": "sensors", "readings": readings_body(two_sensor_window(sensors, 24))}
+    )
+    assert r.status_code == 503 and r.json()["model"] == "sensor-anomaly" and "reference" in r.json()["error"]
+    r = b.post("/check_drift", {"domain": "incidents", "incidents": [GOOD_INCIDENT]})
+    assert r.status_code == 503 and r.json()["model"] == "incident-sla"
+
+
+def test_open_mode_warns_loudly(b):
+    assert "NO API KEYS CONFIGURED" in b.log.read_text(errors="replace")
+
+
+def test_no_keys_refuses_to_bind_a_public_address(servers):
+    refuse = servers["refuse"]
+    try:
+        refuse.proc.wait(120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("bentoml serve --host 0.0.0.0 without keys is still running")
+    assert refuse.proc.returncode != 0
+    assert "refusing to bind 0.0.0.0" in refuse.log.read_text(errors="replace")
+
+
+# --- schemathesis over the OpenAPI schema (last: it may reload models) -------------------------------------------
+def _fuzz(op, mode, checks, url: str, failures: list[str], calls: dict[str, int]) -> None:
+    """A bounded hypothesis run of one operation in one generation mode, collecting check failures."""
+    import hypothesis
+    from hypothesis import HealthCheck, Phase
+    from schemathesis import GenerationMode
+
+    @hypothesis.settings(
+        max_examples=12,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @hypothesis.given(case=op.as_strategy(generation_mode=mode))
+    def run(case):
+        calls[op.label] = calls.get(op.label, 0) + 1
+        headers = dict(A)  # the real key, unless this negative case is "the key is missing"
+        if mode == GenerationMode.NEGATIVE and not any(k.lower() == "x-api-key" for k in case.headers or {}):
+            headers = {}
+        response = case.call(base_url=url, headers=headers, timeout=60)
+        try:
+            case.validate_response(response, checks=checks, headers=headers)
+        except Exception as exc:  # noqa: BLE001 - collect every failure, report them together
+            failures.append(f"{op.label} [{mode.value}]: {str(exc)[:600]}")
+
+    try:
+        run()
+    except hypothesis.errors.Unsatisfiable:  # nothing to negate (e.g. GET /livez takes no input)
+        assert mode == GenerationMode.NEGATIVE, op.label
+
+
+def test_schemathesis_finds_no_server_error_or_schema_violation(a):
+    """Every operation of /docs.json, valid and invalid bodies (a bounded run): no 5xx, every status and
+    body as documented, every schema-invalid request refused with a 4xx."""
+    import schemathesis
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        negative_data_rejection,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_url(f"{a.url}/docs.json")
+    failures: list[str] = []
+    calls: dict[str, int] = {}
+    base = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    for result in schema.get_all_operations():
+        op = result.ok()
+        _fuzz(op, GenerationMode.POSITIVE, base, a.url, failures, calls)
+        _fuzz(op, GenerationMode.NEGATIVE, [*base, negative_data_rejection], a.url, failures, calls)
+    print(f"\nschemathesis: {sum(calls.values())} requests over {len(calls)} operations")
+    posts = {k: v for k, v in calls.items() if k.startswith("POST")}
+    assert len(posts) >= 7 and min(posts.values()) >= 10, calls
+    assert not failures, "\n\n".join(failures[:8])
