@@ -43,6 +43,7 @@ MODEL_OF = {"/detect_anomaly": "sensor-anomaly", "/predict_sla": "incident-sla",
 # --- payloads ------------------------------------------------------------------------------------------
 def payloads(known_sensors: list[str]) -> dict[str, str]:
     from ml import synth
+    from ml.serving import schemas
 
     readings, _ = synth.make_sensors(n_sensors=24, days=3, seed=11, anomalies_per_sensor=0)
     sid = known_sensors[0] if known_sensors else readings["sensor_id"].iloc[0]
@@ -54,27 +55,8 @@ def payloads(known_sensors: list[str]) -> dict[str, str]:
         ]
     }
     inc = synth.make_incidents(n_incidents=50, seed=11).iloc[7]
-    incident = {
-        "number": str(inc["number"]),
-        "opened_at": pd.Timestamp(inc["opened_at"]).isoformat(),
-        "impact": int(inc["impact"]),
-        "urgency": int(inc["urgency"]),
-        "priority": int(inc["priority"]),
-        "sla_target_hours": float(inc["sla_target_hours"]),
-        **{
-            k: (None if pd.isna(inc[k]) else str(inc[k]))
-            for k in (
-                "contact_type",
-                "location",
-                "category",
-                "subcategory",
-                "cmdb_ci",
-                "assignment_group",
-                "short_description",
-                "description",
-            )
-        },
-    }
+    # the open-time fields the service takes, as a client sends them (caller and group load left out)
+    incident = schemas.incident_payload(inc.drop(labels=["caller_id"]).to_dict())
     return {
         "/detect_anomaly": json.dumps(body_a),
         "/predict_sla": json.dumps({"incidents": [incident]}),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -33,7 +32,7 @@ import pytest
 
 from ml import registry
 from ml.config import ROOT
-from ml.serving import accel, guard, settings, table
+from ml.serving import accel, guard, schemas, settings, table
 
 pytestmark = [pytest.mark.xdist_group("service"), pytest.mark.slow]
 
@@ -260,43 +259,8 @@ def readings_body(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
-OPEN_FIELDS = [
-    "number",
-    "opened_at",
-    "impact",
-    "urgency",
-    "priority",
-    "sla_target_hours",
-    "caller_id",
-    "contact_type",
-    "location",
-    "category",
-    "subcategory",
-    "cmdb_ci",
-    "assignment_group",
-    "short_description",
-    "description",
-    "group_load_24h",
-]
-
-
 def incidents_body(frame: pd.DataFrame) -> list[dict]:
-    out = []
-    for rec in frame[OPEN_FIELDS].to_dict("records"):
-        row = {}
-        for k, v in rec.items():
-            if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-                row[k] = None
-            elif k == "opened_at":
-                row[k] = pd.Timestamp(v).isoformat()
-            elif k in ("impact", "urgency", "priority", "group_load_24h"):
-                row[k] = int(v)
-            elif k == "sla_target_hours":
-                row[k] = float(v)
-            else:
-                row[k] = str(v)
-        out.append(row)
-    return out
+    return [schemas.incident_payload(rec) for rec in frame.to_dict("records")]
 
 
 def two_sensor_window(sensors: pd.DataFrame, n: int = 36) -> pd.DataFrame:

@@ -138,17 +138,7 @@ def forecast(forecaster, request: schemas.ForecastRequest) -> dict:
 
 
 # --- incidents ------------------------------------------------------------------------------------
-INCIDENT_TEXT = (
-    "caller_id",
-    "contact_type",
-    "location",
-    "category",
-    "subcategory",
-    "cmdb_ci",
-    "assignment_group",
-    "short_description",
-    "description",
-)
+INCIDENT_TEXT = tuple(n for n in schemas.INCIDENT_STRING_FIELDS if n != "number")  # object columns
 
 
 def incidents_frame(incidents: list[schemas.Incident]) -> pd.DataFrame:

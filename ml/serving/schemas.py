@@ -160,6 +160,35 @@ class Incident(Strict):
     )
 
 
+INCIDENT_INT_FIELDS = ("impact", "urgency", "priority", "group_load_24h")
+INCIDENT_STRING_FIELDS = tuple(  # number and the categorical / text fields, sent as strings
+    n for n in Incident.model_fields if n not in (*INCIDENT_INT_FIELDS, "opened_at", "sla_target_hours")
+)
+
+
+def incident_payload(record) -> dict:
+    """One incident record (a silver/gold row as a mapping) -> the JSON object `Incident` accepts: only its
+    fields that the record has, missing values as null, levels as ints, `opened_at` in ISO format."""
+    import pandas as pd
+
+    out = {}
+    for name in Incident.model_fields:
+        if name not in record:
+            continue
+        v = record[name]
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            out[name] = None
+        elif name == "opened_at":
+            out[name] = pd.Timestamp(v).isoformat()
+        elif name in INCIDENT_INT_FIELDS:
+            out[name] = int(v)
+        elif name == "sla_target_hours":
+            out[name] = float(v)
+        else:
+            out[name] = str(v)
+    return out
+
+
 class IncidentsRequest(Strict):
     incidents: list[Incident] = Field(min_length=1, max_length=S.max_items)
 
