@@ -92,7 +92,9 @@ def psi_bins(reference: Any, current: Any, bins: int = 10, dropna: bool = False)
         c = _numeric(cur, "current")
         r_ok, c_ok = r[~np.isnan(r)], c[~np.isnan(c)]
         if len(r_ok):
-            edges = np.unique(np.quantile(r_ok, np.linspace(0, 1, bins + 1)[1:-1]))
+            # edges are reference values (no interpolation between them), so PSI depends only on the
+            # order of the values: any strictly increasing transform of both samples leaves it unchanged
+            edges = np.unique(np.quantile(r_ok, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf"))
         else:
             edges = np.array([], dtype=float)
         # right-closed bins (-inf, e1], (e1, e2], ..., (ek, inf): a tied value sits with the bin below
