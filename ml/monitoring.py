@@ -10,7 +10,6 @@ values as a bin of their own and empty bins smoothed with a small epsilon. Rule 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -21,10 +20,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml.reference import (  # noqa: F401 - re-exported: the reference is part of monitoring's API
+    REFERENCE_FILE,
+    REFERENCE_META,
+    load_reference,
+    reference_info,
+    reference_sample,
+    save_reference,
+)
+
 PSI_EPS = 1e-4  # floor on a bin's share, so an empty bin gives a large but finite PSI
 NAN_BIN = "<missing>"
-REFERENCE_FILE = "reference.parquet"
-REFERENCE_META = "reference.json"
 
 # --- PSI --------------------------------------------------------------------------------------
 
@@ -178,101 +184,6 @@ def psi_table(
 
 
 # --- reference datasets -----------------------------------------------------------------------
-
-
-def reference_sample(
-    frame: pd.DataFrame, n: int = 5000, seed: int = 0, stratify: str | None = None
-) -> pd.DataFrame:
-    """A fixed-size, seeded sample of `frame` (all of it when smaller), in the frame's own row order.
-
-    With `stratify`, each value of that column (missing included) keeps its share of rows: proportional
-    allocation, remainders to the largest fractions, ties broken by the value's order.
-    """
-    if not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if stratify is not None and stratify not in frame.columns:
-        raise ValueError(f"stratify column {stratify!r} is not in the frame (columns: {list(frame.columns)})")
-    if len(frame) <= n:
-        return frame.reset_index(drop=True).copy()
-    rng = np.random.default_rng(seed)
-    if stratify is None:
-        pick = np.sort(rng.choice(len(frame), size=n, replace=False))
-        return frame.iloc[pick].reset_index(drop=True)
-    codes, _ = pd.factorize(frame[stratify], use_na_sentinel=False, sort=True)
-    sizes = np.bincount(codes)
-    quota = sizes * n / len(frame)
-    take = np.floor(quota).astype(int)
-    rest = n - take.sum()
-    order = np.lexsort((np.arange(len(sizes)), -(quota - take)))  # largest remainder first, stable
-    take[order[:rest]] += 1
-    positions = []
-    for code, k in enumerate(take):
-        members = np.flatnonzero(codes == code)
-        if k:
-            positions.append(rng.choice(members, size=int(k), replace=False))
-    pick = np.sort(np.concatenate(positions))
-    return frame.iloc[pick].reset_index(drop=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def save_reference(
-    frame: pd.DataFrame, directory: str | os.PathLike, *, meta: dict[str, Any] | None = None
-) -> Path:
-    """Write a reference dataset as `reference.parquet` plus `reference.json` (rows, columns, dtypes, sha256).
-
-    The directory can then be logged with the model (an extra MLflow artifact). Returns the directory.
-    """
-    if frame.empty:
-        raise ValueError("refusing to save an empty reference dataset")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / REFERENCE_FILE
-    tmp = out / f".{REFERENCE_FILE}.tmp"
-    frame.reset_index(drop=True).to_parquet(tmp, index=False)
-    os.replace(tmp, data)
-    info = {
-        "rows": int(len(frame)),
-        "columns": [str(c) for c in frame.columns],
-        "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
-        "file": REFERENCE_FILE,
-        "sha256": _sha256(data),
-        **(meta or {}),
-    }
-    (out / REFERENCE_META).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    return out
-
-
-def load_reference(directory: str | os.PathLike) -> pd.DataFrame:
-    """Read a reference saved by `save_reference`, checking its sha256 and row count against the JSON."""
-    src = Path(directory)
-    meta_path = src / REFERENCE_META
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path}: no reference metadata (was save_reference run for {src}?)")
-    meta = json.loads(meta_path.read_text())
-    data = src / meta.get("file", REFERENCE_FILE)
-    if not data.exists():
-        raise FileNotFoundError(f"{data}: reference data file is missing")
-    digest = _sha256(data)
-    if digest != meta.get("sha256"):
-        raise ValueError(
-            f"{data}: sha256 {digest[:12]}... does not match {str(meta.get('sha256'))[:12]}... in {meta_path}"
-        )
-    frame = pd.read_parquet(data)
-    if len(frame) != meta.get("rows"):
-        raise ValueError(f"{data}: {len(frame)} rows, but {meta_path} says {meta.get('rows')}")
-    return frame
-
-
-def reference_info(directory: str | os.PathLike) -> dict[str, Any]:
-    """The JSON metadata of a saved reference (rows, columns, dtypes, sha256, anything passed as meta)."""
-    return json.loads((Path(directory) / REFERENCE_META).read_text())
 
 
 # --- reading received files -------------------------------------------------------------------

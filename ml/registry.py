@@ -364,12 +364,15 @@ def log_and_register(
     saver=None,
     comparison_path: Path | None = None,
     training_data: Mapping[str, Any] | None = None,
+    reference=None,
 ) -> Registration:
     """Log one training run with its model, register a version and promote it if the gates pass.
 
     `saver(model, dir, signature=, input_example=) -> sha256` writes the MLflow model dir: sklearn models
     by default (skops); `save_forecaster` for the forecaster. `training_data` (see `describe_training`)
-    is tagged on the run and the version as `training.*`, for the model card.
+    is tagged on the run and the version as `training.*`, for the model card. `reference` (a frame, see
+    `ml.reference.training_reference`) is saved inside the model directory as `reference/`, so the version,
+    its exported copy and a Bento carry the data `/check_drift` and monitoring compare with.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -389,6 +392,8 @@ def log_and_register(
         provenance = {"git_commit": git_commit(), "opslab.model": name}
         provenance.update({f"data.{Path(p).name}.dvc_hash": dvc_hash(p) for p in data_paths})
         provenance.update({f"training.{k}": str(v) for k, v in (training_data or {}).items()})
+        if reference is not None:
+            provenance["training.drift_reference_rows"] = str(len(reference))
         mlflow.set_tags({**provenance, **(tags or {})})
         for chart in charts:
             mlflow.log_artifact(str(chart), artifact_path="charts")
@@ -399,6 +404,10 @@ def log_and_register(
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = Path(tmp) / "model"
             sha = saver(model, model_dir, signature=signature, input_example=input_example)
+            if reference is not None:
+                from ml import reference as ref
+
+                ref.save_reference(reference, model_dir / ref.REFERENCE_DIR, meta={"model": name})
             mlflow.log_artifacts(str(model_dir), artifact_path="model")
             mlflow.set_tag("model_sha256", sha)
             mlflow.set_tag("gates", "passed" if passed else "failed")

@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import anomaly, eda, evaluation, plots, registry, sensor_charts
+from ml import anomaly, eda, evaluation, plots, reference, registry, sensor_charts
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.notebooks import jsonable
 
@@ -154,6 +154,9 @@ else:
 # every gate in `params.yaml` (absolute event F1, beats the best baseline, no worse than the current
 # champion); otherwise it stays `challenger`. The new-vs-champion table is written to
 # `docs/ml/anomaly/comparison.md`; `make promote` / `make rollback` move `champion` by hand.
+#
+# A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
+# drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
 best_baseline = table.loc[list(anomaly.BASELINES), "event_f1"].max()
@@ -165,7 +168,8 @@ reg = registry.log_and_register(
     "sensor-anomaly", pipe, params={"anomaly": cfg}, metrics=metrics, gates=registry.gates_from_params(cfg["gates"]),
     input_example=series.loc[series["value"].notna(), ["sensor_id", "timestamp", "value"]].head(48),
     charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md",
-    training_data=registry.describe_training(series[train_mask], "timestamp"))
+    training_data=registry.describe_training(series[train_mask], "timestamp"),
+    reference=reference.training_reference(series[train_mask], "sensors", params["monitoring"]))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% [markdown]

@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import forecast, plots, registry
+from ml import forecast, plots, reference, registry
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.notebooks import jsonable
 
@@ -121,6 +121,9 @@ else:
 # Logged to MLflow as a pyfunc built from code (`ml/forecast_pyfunc.py`) with the JSON/parquet state as
 # its artifact; the sha256 of that state is `model_sha256`. Gates (in `params.yaml`) use the holdout
 # numbers: MASE < 1 on ≥ 80% of sensors, temperature MAPE ≤ 5%, 80% coverage within 5 points.
+#
+# A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
+# drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
 goals = forecast.goal_metrics(bt)
@@ -133,7 +136,8 @@ reg = registry.log_and_register(
     "sensor-forecast", forecaster, params={"forecast": model_cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=pd.DataFrame({"sensor_id": examples, "horizon": 24}),
     charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md", saver=registry.save_forecaster,
-    training_data=registry.describe_training(series, "timestamp"))
+    training_data=registry.describe_training(series, "timestamp"),
+    reference=reference.training_reference(series, "sensors", params["monitoring"]))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

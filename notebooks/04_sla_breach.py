@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import plots, registry
+from ml import plots, reference, registry
 from ml.config import load_params, resolve
 from ml.incidents import charts, datasets, sla
 from ml.incidents import features as F
@@ -133,6 +133,9 @@ else:
 #
 # The registered object is the one evaluated above (fitted on the training period only). The decision
 # threshold travels with it as the run metric `threshold`, so the service decides exactly as here.
+#
+# A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
+# drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
 input_example = test[models["model"].estimator["features"].input_columns() + [F.GROUP_LOAD]].head(5)
@@ -140,7 +143,8 @@ reg = registry.log_and_register(
     "incident-sla", models["model"], params={"sla": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=input_example, charts=saved,
     data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md",
-    training_data=registry.describe_training(train, "opened_at"))
+    training_data=registry.describe_training(train, "opened_at"),
+    reference=reference.training_reference(train, "incidents", params["monitoring"]))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import plots, registry
+from ml import plots, reference, registry
 from ml.config import load_params, resolve
 from ml.incidents import charts, datasets, ttr
 from ml.incidents import features as F
@@ -121,6 +121,9 @@ else:
 
 # %% [markdown]
 # ## Register the model (gates decide `champion`)
+#
+# A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
+# drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
 input_example = test[models["model"]["features"].input_columns() + [F.GROUP_LOAD]].head(5)
@@ -128,7 +131,8 @@ reg = registry.log_and_register(
     "incident-ttr", models["model"], params={"ttr": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=input_example, charts=saved,
     data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md",
-    training_data=registry.describe_training(train, "opened_at"))
+    training_data=registry.describe_training(train, "opened_at"),
+    reference=reference.training_reference(train, "incidents", params["monitoring"]))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

@@ -53,7 +53,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import plots, registry
+from ml import plots, reference, registry
 from ml.config import load_params, resolve
 from ml.incidents import clusters as C
 from ml.incidents import features as F
@@ -199,6 +199,9 @@ saved.append(plots.save(fig, CHARTS, "weekly_volume"))
 # margins between them. Gates in `params.yaml`: a minimum silhouette, purity and `recurring_f1` above the
 # baseline by a margin, and no worse than the champion. Real data has no root cause, so those metrics are
 # missing there and the model stays `challenger`.
+#
+# A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
+# drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
 metrics = {"k": float(model.k_), "silhouette": model.silhouette_,
@@ -215,7 +218,8 @@ reg = registry.log_and_register(
     "incident-clusters", model, params={"clustering": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=train[model.input_columns()].head(5),
     charts=saved, data_paths=[params["features"]["silver"]], comparison_path=CHARTS / "comparison.md",
-    training_data=registry.describe_training(train, "opened_at"))
+    training_data=registry.describe_training(train, "opened_at"),
+    reference=reference.training_reference(train, "incidents", params["monitoring"]))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

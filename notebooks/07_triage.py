@@ -49,7 +49,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import plots, registry
+from ml import plots, reference, registry
 from ml.config import load_params, resolve
 from ml.incidents import datasets, similar, triage
 from ml.incidents import features as F
@@ -198,6 +198,9 @@ else:
 # models are saved with skops (a safe format) and their sha256 is recorded. A model becomes `champion`
 # only if it passes every gate in `params.yaml` (precision when answering, coverage, beating the best
 # baseline, no worse than the current champion); otherwise it stays `challenger`.
+#
+# A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
+# drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
 metrics = {k: float(v) for k, v in report.metrics.items()}
@@ -207,13 +210,16 @@ reg = registry.log_and_register(
     "incident-triage", model, params={"triage": cfg}, metrics=metrics, gates=registry.gates_from_params(cfg["gates"]),
     input_example=test[model.input_columns()].head(5), charts=saved,
     data_paths=[params["features"]["silver"]], comparison_path=CHARTS / "comparison.md",
-    training_data=registry.describe_training(train, "opened_at"))
+    training_data=registry.describe_training(train, "opened_at"),
+    reference=reference.training_reference(train, "incidents", params["monitoring"]))
 sim_reg = registry.log_and_register(
     "incident-similar", index, params={"similar": cfg["similar"]}, metrics=sim_metrics,
     gates=registry.gates_from_params(cfg["similar_gates"]), input_example=test[index.input_columns()].head(3),
     charts=[CHARTS / "similarity.png"], data_paths=[params["features"]["silver"]],
     comparison_path=CHARTS / "comparison_similar.md",
-    training_data=registry.describe_training(incidents[incidents["resolved_at"].notna()], "opened_at"))
+    training_data=registry.describe_training(incidents[incidents["resolved_at"].notna()], "opened_at"),
+    reference=reference.training_reference(incidents[incidents["resolved_at"].notna()], "incidents",
+                                           params["monitoring"]))
 display(pd.DataFrame({"incident-triage": reg.to_dict(), "incident-similar": sim_reg.to_dict()}))
 
 # %% tags=["opslab-record"]

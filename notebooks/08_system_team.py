@@ -46,7 +46,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import plots, registry
+from ml import plots, reference, registry
 from ml.config import load_params, resolve
 from ml.incidents import datasets, system_team, triage
 from ml.incidents import features as F
@@ -157,6 +157,9 @@ else:
 # saved with skops and its sha256 recorded. It becomes `champion` only if it passes every gate in
 # `params.yaml` (precision when answering for both heads, coverage of the system head, beating the best
 # baseline, no worse than the current champion); otherwise it stays `challenger`.
+#
+# A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
+# drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
 metrics = {k: float(v) for k, v in report.metrics.items()} | {f"heads_{k}": v for k, v in agreement.items()}
@@ -164,7 +167,8 @@ reg = registry.log_and_register(
     "incident-system-team", model, params={"system_team": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=test[model.input_columns()].head(5),
     charts=saved, data_paths=[params["features"]["silver"]], comparison_path=CHARTS / "comparison.md",
-    training_data=registry.describe_training(train, "opened_at"))
+    training_data=registry.describe_training(train, "opened_at"),
+    reference=reference.training_reference(train, "incidents", params["monitoring"]))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]

@@ -197,3 +197,44 @@ def test_text_model_bytes_are_identical_across_processes(tmp_path):
         for name in ("a", "b")
     ]  # fmt: skip
     assert shas[0] == shas[1] and len(shas[0]) == 64
+
+
+def test_training_reference_travels_inside_the_model_version(store):
+    """The reference saved at training time is part of the version: in `models:/`, in the exported copy
+    (the service's fallback) and found by the service's loader for both; a tampered copy is refused."""
+    import mlflow
+
+    from ml import reference
+    from ml.serving import loading
+
+    series = small_series()
+    ref = reference.training_reference(series, "sensors", {"reference_rows": 100, "seed": 0})
+    assert len(ref) == 100 and list(ref.columns) == ["sensor_id", "timestamp", "value"]
+    assert ref["sensor_id"].value_counts().to_dict() == {"cpu-01": 50, "cpu-02": 50}  # stratified by sensor
+    reg = registry.log_and_register(
+        "sensor-anomaly-test",
+        anomaly.fit_detector(series, PARAMS),
+        params={},
+        metrics={"event_f1": 0.8},
+        gates=[],
+        export_dir=store / "models",
+        reference=ref,
+    )
+    downloaded = mlflow.artifacts.download_artifacts(f"models:/sensor-anomaly-test/{reg.version}")
+    pd.testing.assert_frame_equal(reference.load_reference(f"{downloaded}/{reference.REFERENCE_DIR}"), ref)
+    exported = store / "models" / "sensor-anomaly-test"
+    assert reference.reference_info(exported / reference.REFERENCE_DIR)["model"] == "sensor-anomaly-test"
+    run = registry.client().get_run(reg.run_id)
+    assert run.data.tags["training.drift_reference_rows"] == "100"
+
+    for source in (
+        loading.from_registry("sensor-anomaly-test", "models:/sensor-anomaly-test@champion", "registry"),
+        loading.from_directory("sensor-anomaly-test", exported, "export"),
+    ):
+        frame, where = loading.load_reference(source)
+        pd.testing.assert_frame_equal(frame, ref, obj=where)
+
+    data = exported / reference.REFERENCE_DIR / reference.REFERENCE_FILE
+    data.write_bytes(data.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ValueError, match="does not match"):
+        reference.load_reference(exported / reference.REFERENCE_DIR)

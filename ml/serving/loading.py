@@ -252,31 +252,27 @@ def load(source: Source, loader: Callable[[Path, str], Any]) -> Any:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-REFERENCE_DIR = "reference"
-
-
 def load_reference(source: Source):
     """The training reference saved with this model version (for /check_drift), or (None, why not).
 
-    Looked for as `reference/` inside the model directory (an exported copy or a Bento's copy carries it
-    there) and, for a registry version, as the `reference` artifact of its run (what
-    `log_and_register(extra_artifacts={"reference": ml.monitoring.save_reference(...)})` writes).
-    Its own sha256 is checked by `ml.monitoring.load_reference`.
+    Looked for as `reference/` inside the model directory (`log_and_register(reference=...)` writes it
+    there, so an exported copy and a Bento's copy carry it) and, for a registry version, as the `reference`
+    artifact of its run or `model/reference`. Its own sha256 is checked by `ml.reference.load_reference`.
     """
-    from ml import monitoring
+    from ml import reference
 
     if source.local_dir is not None:
-        local = Path(source.local_dir) / REFERENCE_DIR
-        if (local / monitoring.REFERENCE_META).is_file():
-            return monitoring.load_reference(local), str(local)
-        return None, f"no {REFERENCE_DIR}/ in {source.local_dir}"
+        local = Path(source.local_dir) / reference.REFERENCE_DIR
+        if (local / reference.REFERENCE_META).is_file():
+            return reference.load_reference(local), str(local)
+        return None, f"no {reference.REFERENCE_DIR}/ in {source.local_dir}"
     if not source.run_id:
         return None, "no run to look in"
     import mlflow
 
     scratch = Path(tempfile.mkdtemp(prefix="opslab-reference-"))
     try:
-        for path in (REFERENCE_DIR, f"model/{REFERENCE_DIR}"):
+        for path in (reference.REFERENCE_DIR, f"model/{reference.REFERENCE_DIR}"):
             try:
                 got = Path(
                     mlflow.artifacts.download_artifacts(
@@ -287,9 +283,9 @@ def load_reference(source: Source):
                 )
             except Exception:  # noqa: BLE001 - absent artifact
                 continue
-            if (got / monitoring.REFERENCE_META).is_file():
-                return monitoring.load_reference(got), f"runs:/{source.run_id}/{path}"
-        return None, f"run {source.run_id} has no {REFERENCE_DIR} artifact"
+            if (got / reference.REFERENCE_META).is_file():
+                return reference.load_reference(got), f"runs:/{source.run_id}/{path}"
+        return None, f"run {source.run_id} has no {reference.REFERENCE_DIR} artifact"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
