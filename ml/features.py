@@ -153,9 +153,10 @@ class SensorWindowFeatures(TransformerMixin, BaseEstimator):
         # the recent normal: median residual over the past baseline window (trend and slow change absorbed)
         base = resid.shift(1).rolling(self.baseline_window, min_periods=2).median().fillna(0.0)
         past = v.shift(1)
-        out = pd.DataFrame(index=g.index)
-        out["dev_season"] = (resid - base) / st["resid_std"]
-        out["diff_1"] = (v - past).fillna(0.0) / st["diff_scale"]
+        out = {
+            "dev_season": (resid - base) / st["resid_std"],
+            "diff_1": (v - past).fillna(0.0) / st["diff_scale"],
+        }
         for name, w in (("z_short", self.short_window), ("z_long", self.long_window)):
             mean = past.rolling(w, min_periods=2).mean()
             std = past.rolling(w, min_periods=2).std()
@@ -169,11 +170,13 @@ class SensorWindowFeatures(TransformerMixin, BaseEstimator):
         # drift: the last long window's mean residual against the baseline before that window began
         before = base.shift(self.long_window).fillna(base)
         out["drift"] = (resid.rolling(self.long_window, min_periods=1).mean() - before) / st["resid_std"]
-        hour = g["timestamp"].dt.hour + g["timestamp"].dt.minute / 60.0
-        dow = g["timestamp"].dt.dayofweek
+        ts = pd.DatetimeIndex(g["timestamp"])
+        hour = ts.hour.to_numpy() + ts.minute.to_numpy() / 60.0
+        dow = ts.dayofweek.to_numpy()
         out["hour_sin"], out["hour_cos"] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
         out["dow_sin"], out["dow_cos"] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
-        return out
+        # one frame at the end (not column by column): a request of a few readings is dominated by overhead
+        return pd.DataFrame({k: np.asarray(c, dtype=float) for k, c in out.items()}, index=g.index)
 
 
 def _readings_frame(X: pd.DataFrame) -> pd.DataFrame:

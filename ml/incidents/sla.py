@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.incidents.features import IncidentFeatures, breach_target, sort_by_time
+from ml.incidents.features import IncidentFeatures, breach_target, limit_threads, sort_by_time
 
 DEFAULTS: dict[str, Any] = {
     "seed": 42,
@@ -147,7 +147,7 @@ def fit_majority(train: pd.DataFrame) -> DummyClassifier:
 def breach_probability(model, incidents: pd.DataFrame, n_threads: int | None = 1) -> np.ndarray:
     """P(breach) per incident from any fitted classifier here (the dummy ignores the features)."""
     X = np.zeros((len(incidents), 1)) if isinstance(model, DummyClassifier) else incidents
-    with threadpool_limits(n_threads):
+    with limit_threads(n_threads):
         return model.predict_proba(X)[:, 1]
 
 

@@ -22,7 +22,7 @@ from sklearn.metrics import mean_pinball_loss
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from ml.incidents.features import IncidentFeatures, sort_by_time, ttr_hours_target
+from ml.incidents.features import IncidentFeatures, limit_threads, sort_by_time, ttr_hours_target
 
 DEFAULTS: dict[str, Any] = {
     "seed": 42,
@@ -200,7 +200,7 @@ def fit_ttr(train: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Pip
 
 def predict_ttr(model, incidents: pd.DataFrame, n_threads: int | None = 1) -> pd.DataFrame:
     """Hours to resolution per incident as a frame (p10, p50, p90 ...), indexed like the input."""
-    with threadpool_limits(n_threads):
+    with limit_threads(n_threads):
         pred = model.predict(incidents)
     levels = model[-1].quantiles if isinstance(model, Pipeline) else DEFAULTS["quantiles"]
     return pd.DataFrame(pred, columns=quantile_names(levels), index=incidents.index)
