@@ -29,16 +29,18 @@ CFG = settings.get()
     http={"host": "127.0.0.1", "port": 3000},  # loopback unless told otherwise (and then keys are required)
 )
 class OpsLab:
-    """Sensor anomaly detection and forecasting, incident SLA-breach risk and time to resolution."""
+    """Sensor anomaly detection and forecasting; incident SLA-breach risk, time to resolution, triage,
+    impacted system and team, similar past incidents and recurring-problem clusters."""
 
     # The registry's models, declared at class scope so that `bentoml build` carries them (ml/serving/bento.py).
     sensor_anomaly = RegistryModel.declare("sensor-anomaly")
     sensor_forecast = RegistryModel.declare("sensor-forecast")
     incident_sla = RegistryModel.declare("incident-sla")
     incident_ttr = RegistryModel.declare("incident-ttr")
-    # incident_triage = RegistryModel.declare("incident-triage")            # slot: see ml/serving/table.py
-    # incident_system_team = RegistryModel.declare("incident-system-team")
-    # incident_clusters = RegistryModel.declare("incident-clusters")
+    incident_triage = RegistryModel.declare("incident-triage")
+    incident_system_team = RegistryModel.declare("incident-system-team")
+    incident_clusters = RegistryModel.declare("incident-clusters")
+    incident_similar = RegistryModel.declare("incident-similar")
 
     def __init__(self) -> None:
         attach_logging()
@@ -76,6 +78,29 @@ class OpsLab:
     def predict_ttr(self, request: S.IncidentsRequest, /) -> S.TtrResponse:
         """Hours to resolution: P10 / P50 (expected) / P90."""
         return self.runtime.call("/predict_ttr", request)
+
+    @bentoml.api(route="/triage")
+    def triage(self, request: S.TopKRequest, /) -> S.TriageResponse:
+        """Assignment group and category from ticket text + metadata, each with its confidence, or
+        `abstain: true` with the reason; the `top_k` most probable labels of each."""
+        return self.runtime.call("/triage", request)
+
+    @bentoml.api(route="/system_team")
+    def system_team(self, request: S.TopKRequest, /) -> S.SystemTeamResponse:
+        """Impacted system (cmdb_ci) and owning team, each with its confidence, or `abstain: true` with
+        the reason; the `top_k` most probable labels of each."""
+        return self.runtime.call("/system_team", request)
+
+    @bentoml.api(route="/similar_incidents")
+    def similar_incidents(self, request: S.SimilarRequest, /) -> S.SimilarResponse:
+        """The k most similar resolved incidents of each ticket: their group, category, system and hours
+        to resolve."""
+        return self.runtime.call("/similar_incidents", request)
+
+    @bentoml.api(route="/cluster")
+    def cluster(self, request: S.IncidentsRequest, /) -> S.ClusterResponse:
+        """The recurring-problem cluster of each incident and the cluster's top terms."""
+        return self.runtime.call("/cluster", request)
 
     @bentoml.api(route="/check_drift")
     def check_drift(self, request: S.DriftRequest, /) -> S.DriftResponse:

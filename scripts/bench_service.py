@@ -37,6 +37,7 @@ SCENARIOS = {  # route -> what one request carries
     "/predict_sla": "1 incident",
     "/triage": "1 ticket",
 }
+TRIAGE_UNKNOWN = ("assignment_group", "category", "subcategory", "cmdb_ci")  # what triage is asked for
 MODEL_OF = {"/detect_anomaly": "sensor-anomaly", "/predict_sla": "incident-sla", "/triage": "incident-triage"}
 
 
@@ -60,7 +61,10 @@ def payloads(known_sensors: list[str]) -> dict[str, str]:
     return {
         "/detect_anomaly": json.dumps(body_a),
         "/predict_sla": json.dumps({"incidents": [incident]}),
-        "/triage": json.dumps({"tickets": [{k: incident[k] for k in ("short_description", "description")}]}),
+        # the same ticket as it arrives for routing: text and metadata, no group / category / system yet
+        "/triage": json.dumps(
+            {"incidents": [{k: v for k, v in incident.items() if k not in TRIAGE_UNKNOWN}]}
+        ),
     }
 
 

@@ -1,9 +1,10 @@
 """The BentoML service over real HTTP: `bentoml serve` subprocesses on free loopback ports.
 
 Server A: a scratch MLflow registry with small real models (sensor-anomaly v1 and champion v2, forecaster,
-SLA, TTR), API keys (one in the env, one in a key file), and `OPSLAB_MODEL_URI_SENSOR_ANOMALY` pinning v1
-(the env-var rollback). Server B: the registry unreachable, so the exported copies are served; the TTR
-copy is missing and the SLA copy tampered with, so only their endpoints answer 503; no keys (open, loopback).
+SLA, TTR, triage, system/team, similar incidents, clusters), API keys (one in the env, one in a key file),
+and `OPSLAB_MODEL_URI_SENSOR_ANOMALY` pinning v1 (the env-var rollback). Server B: the registry unreachable,
+so the exported copies are served; the TTR, system/team and clusters copies are missing and the SLA copy
+tampered with, so only their endpoints answer 503; no keys (open, loopback).
 A third `bentoml serve --host 0.0.0.0` without keys must refuse to start.
 
 The scratch registry takes a minute or two to train and register; it is cached under
@@ -47,12 +48,31 @@ CACHE_INPUTS = [
     "ml/forecast.py",
     "ml/forecast_pyfunc.py",
     "ml/registry.py",
+    "ml/reference.py",
     "ml/synth.py",
     "ml/incidents/features.py",
     "ml/incidents/sla.py",
     "ml/incidents/ttr.py",
+    "ml/incidents/text.py",
+    "ml/incidents/triage.py",
+    "ml/incidents/system_team.py",
+    "ml/incidents/similar.py",
+    "ml/incidents/clusters.py",
     "uv.lock",
 ]
+
+
+# fixtures.build_registry's keys -> registered model names (besides sensor-anomaly's two versions)
+REGISTERED = {
+    "forecast": "sensor-forecast",
+    "sla": "incident-sla",
+    "ttr": "incident-ttr",
+    "triage": "incident-triage",
+    "system_team": "incident-system-team",
+    "similar": "incident-similar",
+    "clusters": "incident-clusters",
+}
+MISSING_ON_B = ("incident-ttr", "incident-system-team", "incident-clusters")  # exported copies removed
 
 
 # --- the scratch registry (cached) -------------------------------------------------------------------
@@ -88,7 +108,7 @@ def _build(root: Path) -> None:
     built["data"].incidents.to_parquet(root / "incidents.parquet")
     meta = {
         "anomaly": [r.to_dict() for r in built["anomaly"]],
-        **{k: built[k].to_dict() for k in ("forecast", "sla", "ttr")},
+        **{k: built[k].to_dict() for k in REGISTERED},
     }
     (root / "registry.json").write_text(json.dumps(meta, indent=1))
     (root / "COMPLETE").write_text("ok\n")
@@ -193,7 +213,8 @@ def servers(scratch, tmp_path_factory):
     }
     fallback_models = work / "exported"
     shutil.copytree(scratch / "models", fallback_models)
-    shutil.rmtree(fallback_models / "incident-ttr")  # missing entirely
+    for name in MISSING_ON_B:
+        shutil.rmtree(fallback_models / name)  # missing entirely
     tampered = fallback_models / "incident-sla" / registry.MODEL_FILE
     tampered.write_bytes(tampered.read_bytes() + b"\0")  # bytes no longer match the manifest's sha256
     env_b = {
@@ -290,6 +311,8 @@ def load_version(name: str, version: str, scratch: Path):
 def test_model_table_is_consistent():
     table.check()
     assert {"/detect_anomaly", "/forecast", "/predict_sla", "/predict_ttr"} <= set(table.ENDPOINTS)
+    assert {"/triage", "/system_team", "/similar_incidents", "/cluster"} <= set(table.ENDPOINTS)
+    assert set(GOOD_BODIES) == {r for r, e in table.ENDPOINTS.items() if e.pick_model is None}
 
 
 def test_key_ring_parses_hashed_and_plain_keys_and_scopes():
@@ -339,7 +362,7 @@ def test_models_lists_versions_sources_and_the_env_rollback(a, meta):
     assert meta["anomaly"][1]["alias"] == "champion" and meta["anomaly"][1]["version"] == "2"
     assert anomaly["version"] == "1" and anomaly["source"] == "override"
     assert anomaly["model_sha256"] == meta["anomaly"][0]["model_sha256"]
-    for name, key in (("sensor-forecast", "forecast"), ("incident-sla", "sla"), ("incident-ttr", "ttr")):
+    for key, name in REGISTERED.items():
         m = models[name]
         assert m["loaded"] and m["source"] == "registry" and m["alias"] == "champion"
         assert (m["version"], m["model_sha256"]) == (meta[key]["version"], meta[key]["model_sha256"])
@@ -442,6 +465,112 @@ def test_predict_ttr_equals_batch_quantiles(a, scratch, incidents, meta):
     assert ((got["p10"] <= got["p50"]) & (got["p50"] <= got["p90"])).all()
 
 
+def _stamped(body: dict, meta: dict, key: str) -> None:
+    """The answer names the registered version that made it."""
+    expected = (REGISTERED[key], meta[key]["version"], meta[key]["model_sha256"], "registry")
+    assert (body["model_name"], body["model_version"], body["model_sha256"], body["model_source"]) == expected
+
+
+def _assert_heads_equal_batch(results: list[dict], model, rows: pd.DataFrame, top_k: int) -> None:
+    """Every head of the service's answer == `predict_frame(rows, top_k)` and the scores layer's columns."""
+    from ml.incidents import scoring, triage
+
+    expected = model.predict_frame(rows, top_k=top_k)
+    block = scoring._heads_block(model, {}, rows)  # what data/scores/open_incidents.parquet carries
+    assert [x["number"] for x in results] == rows["number"].tolist()
+    abstained = 0
+    for t in model.target_names_:
+        exp = triage.head_frame(model, expected, t).reset_index(drop=True)
+        got = pd.DataFrame([x[t] for x in results])
+        assert got["label"].tolist() == exp["label"].tolist() == block[f"suggested_{t}_label"].tolist()
+        assert np.array_equal(got["confidence"].to_numpy(), exp["confidence"].to_numpy())
+        assert np.array_equal(got["confidence"].to_numpy(), block[f"suggested_{t}_confidence"].to_numpy())
+        assert got["abstain"].tolist() == exp["abstain"].tolist() == block[f"suggested_{t}_abstain"].tolist()
+        assert got["prediction"].tolist() == [
+            None if a else p for a, p in zip(exp["abstain"], exp["prediction"], strict=True)
+        ]
+        assert got["reason"].tolist() == [
+            r if a else None for a, r in zip(exp["abstain"], exp["reason"], strict=True)
+        ]
+        assert got["threshold"].tolist() == [None if np.isinf(v) else v for v in exp["threshold"]]
+        assert [[p["label"] for p in top] for top in got["top"]] == exp["top_labels"].tolist()
+        assert [[p["probability"] for p in top] for top in got["top"]] == exp["top_probabilities"].tolist()
+        assert all(
+            len(top) == min(top_k, len(model.classes_list_[model.target_names_.index(t)]))
+            for top in got["top"]
+        )
+        abstained += int(got["abstain"].sum())
+        assert all(r for r in got.loc[got["abstain"], "reason"])  # an abstention always says why
+    assert abstained, "these rows should include at least one abstention (the fixture models do abstain)"
+
+
+def test_triage_equals_batch_predict_frame_with_abstentions_and_top_k(a, scratch, incidents, meta):
+    r = a.post("/triage", {"incidents": incidents_body(incidents), "top_k": 2}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    _stamped(body, meta, "triage")
+    assert body["top_k"] == 2 and len(body["results"]) == len(incidents)
+    model = load_version("incident-triage", meta["triage"]["version"], scratch)
+    _assert_heads_equal_batch(body["results"], model, incidents, 2)
+    # top_k defaults to the training params' (3), and is capped by the head's classes
+    r = a.post("/triage", {"incidents": incidents_body(incidents.head(2))}, headers=P)
+    assert r.status_code == 200 and r.json()["top_k"] == schemas.DEFAULT_TOP_K
+    r = a.post("/triage", {"incidents": incidents_body(incidents.head(2)), "top_k": schemas.MAX_K}, headers=P)
+    assert r.status_code == 200
+    for j, head in enumerate(model.target_names_):
+        assert len(r.json()["results"][0][head]["top"]) == min(schemas.MAX_K, len(model.classes_list_[j]))
+
+
+def test_system_team_equals_batch_predict_frame(a, scratch, incidents, meta):
+    r = a.post("/system_team", {"incidents": incidents_body(incidents), "top_k": 3}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    _stamped(body, meta, "system_team")
+    assert set(body["results"][0]) == {"number", "cmdb_ci", "owning_team"}
+    model = load_version("incident-system-team", meta["system_team"]["version"], scratch)
+    _assert_heads_equal_batch(body["results"], model, incidents, 3)
+
+
+def test_similar_incidents_equal_the_index_query(a, scratch, incidents, meta):
+    r = a.post("/similar_incidents", {"incidents": incidents_body(incidents), "k": 4}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    _stamped(body, meta, "similar")
+    assert body["k"] == 4
+    index = load_version("incident-similar", meta["similar"]["version"], scratch)
+    expected = index.query(incidents.reset_index(drop=True), k=4)
+    got = pd.DataFrame(
+        [{"query": i, **hit} for i, res in enumerate(body["results"]) for hit in res["similar"]]
+    )
+    assert [x["number"] for x in body["results"]] == incidents["number"].tolist()
+    assert len(got) == len(expected) == 4 * len(incidents)
+    for col in ("query", "rank", "number", "assignment_group", "category", "cmdb_ci", "short_description"):
+        assert got[col].tolist() == expected[col].tolist(), col
+    assert np.array_equal(got["similarity"].to_numpy(), expected["similarity"].to_numpy())
+    assert np.array_equal(got["ttr_hours"].to_numpy(dtype=float), expected["ttr_hours"].to_numpy(dtype=float))
+    assert (pd.to_datetime(got["resolved_at"]) == expected["resolved_at"]).all()
+    assert (got.groupby("query")["similarity"].diff().dropna() <= 0).all()  # most similar first
+    assert (got["ttr_hours"] > 0).all() and got["assignment_group"].notna().all()
+    r = a.post("/similar_incidents", {"incidents": incidents_body(incidents.head(1))}, headers=P)
+    assert r.status_code == 200 and len(r.json()["results"][0]["similar"]) == schemas.DEFAULT_K
+
+
+def test_cluster_equals_batch_predict_and_top_terms(a, scratch, incidents, meta):
+    from ml.incidents import scoring
+
+    r = a.post("/cluster", {"incidents": incidents_body(incidents)}, headers=P)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    _stamped(body, meta, "clusters")
+    model = load_version("incident-clusters", meta["clusters"]["version"], scratch)
+    block = scoring._cluster_block(model, {}, incidents)
+    got = pd.DataFrame(body["results"])
+    assert got["cluster"].tolist() == model.predict(incidents).tolist() == block["cluster"].tolist()
+    assert got["cluster_terms"].tolist() == block["cluster_terms"].tolist()
+    assert got["top_terms"].tolist() == [model.top_terms_[str(c)] for c in got["cluster"]]
+    assert got["number"].tolist() == incidents["number"].tolist()
+
+
 def run_reference(name: str, version: str, scratch: Path) -> pd.DataFrame:
     import mlflow
 
@@ -495,7 +624,24 @@ GOOD_INCIDENT = {
     "priority": 3,
     "sla_target_hours": 24,
 }
+GOOD_TICKET = {
+    **GOOD_INCIDENT,
+    "short_description": "VPN: certificate error when connecting",
+    "description": "Since this morning the VPN client says the certificate is not valid.",
+    "contact_type": "Phone",
+}
+GOOD_BODIES = {  # a valid body per endpoint whose model is fixed (every route but /check_drift)
+    "/detect_anomaly": {"readings": [GOOD_READING]},
+    "/forecast": {"items": [{"sensor_id": "cpu-01", "horizon": 2}]},
+    "/predict_sla": {"incidents": [GOOD_INCIDENT]},
+    "/predict_ttr": {"incidents": [GOOD_INCIDENT]},
+    "/triage": {"incidents": [GOOD_TICKET], "top_k": 2},
+    "/system_team": {"incidents": [GOOD_TICKET]},
+    "/similar_incidents": {"incidents": [GOOD_TICKET], "k": 2},
+    "/cluster": {"incidents": [GOOD_TICKET]},
+}
 S = settings.get()
+S_MAX_K = schemas.MAX_K
 BAD = [
     # (route, raw body or json, expected status, a field the error must name)
     ("/detect_anomaly", {"readings": [GOOD_READING], "extra": 1}, 400, "extra"),
@@ -575,6 +721,44 @@ BAD = [
         "opened_at",
     ),
     ("/predict_ttr", {}, 400, "incidents"),
+    ("/triage", {"incidents": [GOOD_TICKET], "top_k": 0}, 400, "top_k"),
+    ("/triage", {"incidents": [GOOD_TICKET], "top_k": S_MAX_K + 1}, 400, "top_k"),
+    ("/triage", {"incidents": [GOOD_TICKET], "top_k": "3"}, 400, "top_k"),
+    ("/triage", {"incidents": []}, 400, "incidents"),
+    ("/triage", {"incidents": [GOOD_TICKET], "tickets": [GOOD_TICKET]}, 400, "tickets"),
+    ("/triage", {"incidents": [{**GOOD_TICKET, "owning_team": "Network Ops"}]}, 400, "owning_team"),
+    ("/triage", {"incidents": [{**GOOD_TICKET, "short_description": 42}]}, 400, "short_description"),
+    ("/system_team", {"incidents": [GOOD_TICKET], "top_k": 2.5}, 400, "top_k"),
+    ("/system_team", {"incidents": [GOOD_TICKET], "top_k": None}, 400, "top_k"),
+    (
+        "/system_team",
+        {"incidents": [{**GOOD_TICKET, "resolved_at": "2024-05-02T10:00:00"}]},
+        400,
+        "resolved_at",
+    ),
+    ("/system_team", {"incidents": [GOOD_TICKET] * (S.max_items + 1)}, 400, "incidents"),
+    ("/system_team", {"incidents": {}}, 400, "incidents"),
+    ("/similar_incidents", {"incidents": [GOOD_TICKET], "k": 0}, 400, "k"),
+    ("/similar_incidents", {"incidents": [GOOD_TICKET], "k": S_MAX_K + 1}, 400, "k"),
+    ("/similar_incidents", {"incidents": [GOOD_TICKET], "k": True}, 400, "k"),
+    ("/similar_incidents", {"incidents": []}, 400, "incidents"),
+    ("/similar_incidents", {"incidents": [GOOD_TICKET], "top_k": 3}, 400, "top_k"),
+    ("/similar_incidents", {"incidents": [GOOD_TICKET, GOOD_INCIDENT]}, 422, "1.short_description"),
+    (
+        "/similar_incidents",
+        {"incidents": [{**GOOD_TICKET, "short_description": "  ", "description": None}]},
+        422,
+        "short_description",
+    ),
+    ("/cluster", {"incidents": []}, 400, "incidents"),
+    ("/cluster", {"incidents": [GOOD_TICKET], "k": 3}, 400, "k"),
+    ("/cluster", {"incidents": [{**GOOD_TICKET, "category": ["Network"]}]}, 400, "category"),
+    (
+        "/cluster",
+        {"incidents": [{**GOOD_TICKET, "description": "x" * (S.max_text_chars + 1)}]},
+        400,
+        "description",
+    ),
     ("/models/reload", {"uris": {"sensor-anomaly": "http://evil/x"}}, 400, "sensor-anomaly"),
     ("/models/reload", {"models": ["no-such-model"]}, 400, "models"),
     ("/models/reload", {"uris": None}, 400, "uris"),
@@ -735,14 +919,19 @@ def test_registry_unreachable_serves_exported_copies_and_says_so(b, meta):
 def test_a_model_that_cannot_load_fails_only_its_own_endpoint(b, sensors):
     models = {m["name"]: m for m in b.post("/models").json()["models"]}
     assert not models["incident-sla"]["loaded"] and "does not match" in models["incident-sla"]["error"]
-    assert not models["incident-ttr"]["loaded"]
-    for route, model in (("/predict_sla", "incident-sla"), ("/predict_ttr", "incident-ttr")):
-        r = b.post(route, {"incidents": [GOOD_INCIDENT]})
-        assert r.status_code == 503 and model in r.json()["error"], r.text
-        assert r.json()["model"] == model
+    not_loaded = {name for name, m in models.items() if not m["loaded"]}
+    assert not_loaded == {"incident-sla", *MISSING_ON_B}, not_loaded
+    for route, body in GOOD_BODIES.items():  # every endpoint of the table, whatever its model
+        model = table.ENDPOINTS[route].model
+        r = b.post(route, body)
+        if model in not_loaded:
+            assert r.status_code == 503 and model in r.json()["error"], (route, r.text)
+            assert r.json()["model"] == model and r.headers.get("retry-after")
+        else:
+            assert r.status_code == 200, (route, r.text)
+            assert r.json()["model_name"] == model and r.json()["model_source"] == "exported-copy"
     r = b.post("/detect_anomaly", {"readings": readings_body(two_sensor_window(sensors, 24))})
     assert r.status_code == 200 and r.json()["model_source"] == "exported-copy"
-    assert b.post("/forecast", {"items": [{"sensor_id": "cpu-01", "horizon": 2}]}).status_code == 200
 
 
 def test_check_drift_without_a_saved_reference_is_a_503_naming_the_model(b, sensors):
@@ -829,5 +1018,6 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(a):
         _fuzz(op, GenerationMode.NEGATIVE, [*base, negative_data_rejection], a.url, failures, calls)
     print(f"\nschemathesis: {sum(calls.values())} requests over {len(calls)} operations")
     posts = {k: v for k, v in calls.items() if k.startswith("POST")}
-    assert len(posts) >= 7 and min(posts.values()) >= 10, calls
+    assert {f"POST {route}" for route in table.ENDPOINTS} <= set(posts), calls
+    assert len(posts) >= 11 and min(posts.values()) >= 10, calls
     assert not failures, "\n\n".join(failures[:8])

@@ -26,6 +26,23 @@ SENSOR_PARAMS = {
 }
 FORECAST_PARAMS = {"season": 24, "horizon": 24, "max_horizon": 48, "folds": 3, "step": 24, "min_train": 168}
 INCIDENT_PARAMS = {"max_iter": 40, "seed": 3, "text_components": 5, "n_threads": 1}
+# the text models, small: a few thousand features, a short k grid (a few seconds each on one core)
+TEXT_PARAMS = {
+    "seed": 3,
+    "max_iter": 200,
+    "word_max_features": 3000,
+    "char_max_features": 2000,
+    "n_threads": 1,
+}
+SIMILAR_PARAMS = {"k": 5, "word_max_features": 3000, "n_threads": 1}
+CLUSTER_PARAMS = {
+    "seed": 3,
+    "k_grid": [8, 12],
+    "n_components": 20,
+    "max_features": 2000,
+    "silhouette_sample": 1000,
+    "n_threads": 1,
+}
 
 
 @dataclass
@@ -135,6 +152,73 @@ def register_incident_ttr(data: ScratchData, export_dir: Path):
     )
 
 
+def _register_classifier(name: str, fit, data: ScratchData, export_dir: Path):
+    """A `PrecisionTargetClassifier` fitted on the earlier 80%; its coverage per head on the rest as metrics."""
+    from ml import registry
+
+    train, test = incident_split(data)
+    model = fit(train, TEXT_PARAMS)
+    frame = model.predict_frame(test)
+    metrics = {f"{t}_coverage": float(1 - frame[f"{t}_abstain"].mean()) for t in model.target_names_}
+    return registry.log_and_register(
+        name,
+        model,
+        params=TEXT_PARAMS,
+        metrics=metrics,
+        gates=[],
+        input_example=test[model.input_columns()].head(3),
+        export_dir=export_dir,
+    )
+
+
+def register_incident_triage(data: ScratchData, export_dir: Path):
+    from ml.incidents import triage
+
+    return _register_classifier("incident-triage", triage.fit_triage, data, export_dir)
+
+
+def register_incident_system_team(data: ScratchData, export_dir: Path):
+    from ml.incidents import system_team
+
+    return _register_classifier("incident-system-team", system_team.fit_system_team, data, export_dir)
+
+
+def register_incident_similar(data: ScratchData, export_dir: Path):
+    """The index of the resolved training incidents (the test period's tickets are the queries)."""
+    from ml import registry
+    from ml.incidents import similar
+
+    train, test = incident_split(data)
+    index = similar.fit_similar(train, SIMILAR_PARAMS)
+    metrics = similar.evaluate_similar(index, test.head(200), ("assignment_group",), k=SIMILAR_PARAMS["k"])
+    return registry.log_and_register(
+        "incident-similar",
+        index,
+        params=SIMILAR_PARAMS,
+        metrics={k: float(v) for k, v in metrics.items()},
+        gates=[],
+        input_example=test[index.input_columns()].head(3),
+        export_dir=export_dir,
+    )
+
+
+def register_incident_clusters(data: ScratchData, export_dir: Path):
+    from ml import registry
+    from ml.incidents import clusters
+
+    train, _ = incident_split(data)
+    model = clusters.fit_clusterer(train, CLUSTER_PARAMS)
+    return registry.log_and_register(
+        "incident-clusters",
+        model,
+        params=CLUSTER_PARAMS,
+        metrics={"silhouette": model.silhouette_, "k": float(model.k_)},
+        gates=[],
+        input_example=train[model.input_columns()].head(3),
+        export_dir=export_dir,
+    )
+
+
 def build_registry(export_dir: Path, data: ScratchData | None = None, *, anomaly_versions: int = 2) -> dict:
     """Register every served model (sensor-anomaly twice, different seeds: v1 then champion v2)."""
     data = data or make_data()
@@ -144,5 +228,9 @@ def build_registry(export_dir: Path, data: ScratchData | None = None, *, anomaly
     out["forecast"] = register_sensor_forecast(data, export_dir)
     out["sla"] = register_incident_sla(data, export_dir)
     out["ttr"] = register_incident_ttr(data, export_dir)
+    out["triage"] = register_incident_triage(data, export_dir)
+    out["system_team"] = register_incident_system_team(data, export_dir)
+    out["similar"] = register_incident_similar(data, export_dir)
+    out["clusters"] = register_incident_clusters(data, export_dir)
     out["data"] = data
     return out

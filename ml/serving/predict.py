@@ -2,7 +2,9 @@
 
 No transform is re-implemented here: each function builds the raw-record frame the batch path takes and
 calls the batch function (`anomaly.score_readings`, `SensorForecaster.forecast`, `sla.breach_probability`,
-`ttr.predict_ttr`). What is added is request-level checking that batch code leaves to its caller (unknown
+`ttr.predict_ttr`, and the incident text models' own methods as `ml.incidents.scoring` calls them:
+`PrecisionTargetClassifier.predict_frame`, `SimilarIncidents.query`, `IncidentClusterer.predict` /
+`cluster_label`). What is added is request-level checking that batch code leaves to its caller (unknown
 sensor, duplicated reading), reported as a 422 naming the field path.
 """
 
@@ -208,6 +210,130 @@ def predict_ttr(model, request: schemas.IncidentsRequest) -> dict:
     }
 
 
+# --- text models: triage, system/team, similar incidents, clusters ----------------------------------
+def _model_frame(model, incidents: list[schemas.Incident]) -> pd.DataFrame:
+    """`incidents_frame`, checked against the columns the model says it reads (`input_columns()`)."""
+    frame = incidents_frame(incidents)
+    missing = [c for c in model.input_columns() if c not in frame.columns]
+    if missing:  # trained on fields no request carries: the model is unusable here, not the request wrong
+        raise ClientError(
+            f"the served model reads column(s) {missing} that requests do not carry", status=503
+        )
+    return frame
+
+
+def _head(row) -> dict:
+    abstain = bool(row["abstain"])
+    return {
+        "prediction": None if abstain else str(row["prediction"]),
+        "abstain": abstain,
+        "reason": str(row["reason"]) if abstain else None,
+        "label": str(row["label"]),
+        "confidence": float(row["confidence"]),
+        "threshold": _num(row["threshold"]),
+        "top": [
+            {"label": str(label), "probability": float(p)}
+            for label, p in zip(row["top_labels"], row["top_probabilities"], strict=True)
+        ],
+    }
+
+
+def classify_heads(model, request: schemas.TopKRequest, targets: tuple[str, ...]) -> dict:
+    """`PrecisionTargetClassifier.predict_frame` (what batch scoring calls) -> one object per head."""
+    from ml.incidents import triage
+
+    missing = [t for t in targets if t not in model.target_names_]
+    if missing:
+        raise ClientError(
+            f"the served model predicts {list(model.target_names_)}; this endpoint needs {list(targets)}",
+            status=503,
+        )
+    frame = _model_frame(model, request.incidents)
+    explained = model.predict_frame(frame, top_k=request.top_k)
+    heads = {t: triage.head_frame(model, explained, t).to_dict(orient="records") for t in targets}
+    return {
+        "top_k": request.top_k,
+        "results": [
+            {"number": num, **{t: _head(heads[t][i]) for t in targets}}
+            for i, num in enumerate(frame["number"])
+        ],
+    }
+
+
+def _time(value) -> Any:
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def similar_incidents(model, request: schemas.SimilarRequest) -> dict:
+    """`SimilarIncidents.query(records, k)` (what batch scoring calls) -> the k nearest per incident."""
+    frame = _model_frame(model, request.incidents)
+    cols = model.input_columns()
+    for i, x in enumerate(request.incidents):  # no text: every neighbour would be similarity 0, i.e. noise
+        if not any(isinstance(v, str) and v.strip() for v in (getattr(x, c, None) for c in cols)):
+            raise ClientError(
+                f"a similar-incident query needs text in at least one of {cols}", ["incidents", i, cols[0]]
+            )
+    hits = model.query(frame, k=request.k)
+    by_query = {int(q): part for q, part in hits.groupby("query", sort=False)}
+    results = []
+    for i, num in enumerate(frame["number"]):
+        part = by_query.get(i)
+        rows = [] if part is None else part.sort_values("rank").to_dict(orient="records")
+        similar = [
+            {
+                "rank": int(r["rank"]),
+                "number": _text(r["number"]),
+                "similarity": float(r["similarity"]),
+                "short_description": _text(r["short_description"]),
+                "assignment_group": _text(r["assignment_group"]),
+                "category": _text(r["category"]),
+                "cmdb_ci": _text(r["cmdb_ci"]),
+                "ttr_hours": _num(r["ttr_hours"]),
+                "opened_at": _time(r["opened_at"]),
+                "resolved_at": _time(r["resolved_at"]),
+                "state": _text(r["state"]),
+            }
+            for r in rows
+        ]
+        results.append({"number": num, "similar": similar})
+    return {"k": request.k, "results": results}
+
+
+def cluster(model, request: schemas.IncidentsRequest) -> dict:
+    """`IncidentClusterer.predict` and `cluster_label` (what batch scoring calls), plus the top terms."""
+    frame = _model_frame(model, request.incidents)
+    labels = np.asarray(model.predict(frame), dtype=int)
+    return {
+        "results": [
+            {
+                "number": num,
+                "cluster": int(c),
+                "cluster_terms": model.cluster_label(int(c)),
+                "top_terms": [str(t) for t in model.top_terms_.get(str(int(c)), [])],
+            }
+            for num, c in zip(frame["number"], labels, strict=True)
+        ]
+    }
+
+
+def _noise_floor(domain: str, reference: pd.DataFrame, current: pd.DataFrame, bins: int) -> float:
+    """The PSI sampling alone gives at these sizes; sensors are compared one sensor at a time, so their
+    sizes are the median rows per sensor of the batch (and of those sensors in the reference)."""
+    from ml import monitoring
+
+    if domain != "sensors":
+        return monitoring.psi_noise_floor(len(reference), len(current), bins)
+    cur = current["sensor_id"].value_counts()
+    ref = reference["sensor_id"].value_counts().reindex(cur.index).dropna()
+    if ref.empty:
+        return float("nan")
+    return monitoring.psi_noise_floor(int(ref.median()), int(cur.median()), bins)
+
+
 # --- drift ----------------------------------------------------------------------------------------
 def check_drift(request: schemas.DriftRequest, loaded, cfg) -> dict:
     """PSI per monitored feature of the batch against the reference saved with the domain's model."""
@@ -241,7 +367,7 @@ def check_drift(request: schemas.DriftRequest, loaded, cfg) -> dict:
         "bins": cfg.drift_bins,
         "rows": len(current),
         "reference_rows": len(reference),
-        "noise_floor": monitoring.psi_noise_floor(len(reference), len(current), cfg.drift_bins),
+        "noise_floor": _noise_floor(request.domain, reference, current, cfg.drift_bins),
         "drifted": bool(table["drifted"].any()),
         "features": [
             {"feature": str(r.feature), "psi": float(r.psi), "drifted": bool(r.drifted), "kind": str(r.kind)}

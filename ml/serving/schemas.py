@@ -18,14 +18,28 @@ from ml import config
 from ml.serving import settings
 
 S = settings.get()
-_FORECAST = config.load_params().get("forecast", {}) if (config.ROOT / "params.yaml").exists() else {}
+_PARAMS = config.load_params() if (config.ROOT / "params.yaml").exists() else {}
+_FORECAST = _PARAMS.get("forecast") or {}
 MAX_HORIZON = int(_FORECAST.get("max_horizon", 168))
 DEFAULT_HORIZON = int(_FORECAST.get("horizon", 24))
 MAX_FORECAST_ITEMS = 100  # each item is a model call: a smaller cap than readings
 EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2100, 1, 1)
+_TRIAGE = _PARAMS.get("triage") or {}
+MAX_K = 20  # top_k of /triage and /system_team, k of /similar_incidents: 1..MAX_K
+DEFAULT_TOP_K = min(int(_TRIAGE.get("top_k", 3)), MAX_K)
+DEFAULT_K = min(int((_TRIAGE.get("similar") or {}).get("k", 5)), MAX_K)
 
 # The models the service serves (the model table's names; table.check() keeps the two in step).
-MODEL_NAMES = ("sensor-anomaly", "sensor-forecast", "incident-sla", "incident-ttr")
+MODEL_NAMES = (
+    "sensor-anomaly",
+    "sensor-forecast",
+    "incident-sla",
+    "incident-ttr",
+    "incident-triage",
+    "incident-system-team",
+    "incident-clusters",
+    "incident-similar",
+)
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 
 
@@ -215,6 +229,103 @@ class TtrPrediction(Out):
 
 class TtrResponse(Stamped):
     results: list[TtrPrediction]
+
+
+# --- /triage, /system_team: one PrecisionTargetClassifier head per answer --------------------------
+class TopKRequest(Strict):
+    """Incidents to classify (the same open-time record as /predict_sla) and how many ranked labels to
+    return per head."""
+
+    incidents: list[Incident] = Field(min_length=1, max_length=S.max_items)
+    top_k: int = Field(
+        DEFAULT_TOP_K, ge=1, le=MAX_K, description="ranked labels per head (at most the head's classes)"
+    )
+
+
+class LabelProbability(Out):
+    label: str
+    probability: float
+
+
+class HeadPrediction(Out):
+    """One head of a precision-target classifier: its answer, or an explicit abstention with the reason."""
+
+    prediction: str | None = Field(description="the answer; null when the model abstains")
+    abstain: bool = Field(description="true: confidence below the class's threshold (see reason)")
+    reason: str | None = Field(description="why it abstains; null when it answers")
+    label: str = Field(description="the best guess, also when abstaining")
+    confidence: float = Field(description="probability of the best guess")
+    threshold: float | None = Field(
+        description="the best guess's confidence threshold (chosen for the target precision at training); "
+        "null: that class always abstains"
+    )
+    top: list[LabelProbability] = Field(description="the top_k labels, most probable first")
+
+
+class TriagePrediction(Out):
+    number: str | None
+    assignment_group: HeadPrediction
+    category: HeadPrediction
+
+
+class TriageResponse(Stamped):
+    top_k: int
+    results: list[TriagePrediction]
+
+
+class SystemTeamPrediction(Out):
+    number: str | None
+    cmdb_ci: HeadPrediction = Field(description="the impacted system (configuration item)")
+    owning_team: HeadPrediction = Field(description="the team that owns the system")
+
+
+class SystemTeamResponse(Stamped):
+    top_k: int
+    results: list[SystemTeamPrediction]
+
+
+# --- /similar_incidents -------------------------------------------------------------------------
+class SimilarRequest(Strict):
+    """Incidents to find resolved look-alikes for; each needs short_description or description."""
+
+    incidents: list[Incident] = Field(min_length=1, max_length=S.max_items)
+    k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="neighbours per incident")
+
+
+class SimilarIncident(Out):
+    rank: int = Field(description="1 = most similar")
+    number: str | None
+    similarity: float = Field(description="cosine similarity of the ticket text, 0..1")
+    short_description: str | None
+    assignment_group: str | None = Field(description="the group that resolved it")
+    category: str | None
+    cmdb_ci: str | None
+    ttr_hours: float | None = Field(description="hours from opened to resolved")
+    opened_at: datetime | None
+    resolved_at: datetime | None
+    state: str | None
+
+
+class SimilarResult(Out):
+    number: str | None = Field(description="the query incident's number")
+    similar: list[SimilarIncident] = Field(description="at most k (fewer when the index is smaller)")
+
+
+class SimilarResponse(Stamped):
+    k: int
+    results: list[SimilarResult]
+
+
+# --- /cluster -----------------------------------------------------------------------------------
+class ClusterPrediction(Out):
+    number: str | None
+    cluster: int = Field(description="cluster id (0 = the largest training cluster)")
+    cluster_terms: str = Field(description="the cluster's short name: its three top terms")
+    top_terms: list[str] = Field(description="the heaviest terms of the cluster's mean TF-IDF vector")
+
+
+class ClusterResponse(Stamped):
+    results: list[ClusterPrediction]
 
 
 # --- /check_drift -------------------------------------------------------------------------------

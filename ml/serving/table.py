@@ -1,12 +1,12 @@
 """The model table: every model the service can serve, how it is loaded, and which endpoints answer with it.
 
-Adding a model (e.g. `incident-triage` once its training code registers it):
+Adding a model:
 1. a `ModelSpec` in `MODELS` (name, loader, endpoints) — and, if its loader is new, a function in `LOADERS`;
    its name also goes into `schemas.MODEL_NAMES` (the names /models/reload and /check_drift accept);
 2. an `Endpoint` per route in `ENDPOINTS` (request/response schema in `schemas.py`, predict function in
    `predict.py` calling the model's own ml/ function);
-3. in service.py: one class-scope line `x = RegistryModel("<name>")` and one typed `@bentoml.api` method
-   that returns `self.runtime.call("<route>", request)`.
+3. in service.py: one class-scope line `x = RegistryModel.declare("<name>")` and one typed `@bentoml.api`
+   method that returns `self.runtime.call("<route>", request)`.
 A model that is in the table but not registered anywhere simply answers 503 naming itself.
 """
 
@@ -58,6 +58,10 @@ class Endpoint:
     pick_model: Callable[[Any], str] | None = None  # when the request decides the model (/check_drift)
 
 
+# the heads each classifier endpoint answers with: the response schemas' field names, the models' targets
+TRIAGE_HEADS = ("assignment_group", "category")
+SYSTEM_TEAM_HEADS = ("cmdb_ci", "owning_team")
+
 MODELS: dict[str, ModelSpec] = {
     m.name: m
     for m in [
@@ -87,11 +91,34 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "incident-ttr", "sklearn", ("/predict_ttr",), "hours to resolution, P10/P50/P90", stage="ttr"
         ),
-        # --- slots for the models being written now: uncomment with their endpoints below -----------------
-        # ModelSpec("incident-triage", "sklearn", ("/triage",), "group + category, abstains", stage="triage"),
-        # ModelSpec("incident-system-team", "sklearn", ("/system_team",), "system + team", stage="system_team"),
-        # ModelSpec("incident-clusters", "sklearn", ("/cluster",), "cluster id + top terms", stage="clustering"),
-        # ModelSpec("incident-similar", "sklearn", ("/similar_incidents",), "k nearest past incidents", stage="triage"),
+        ModelSpec(
+            "incident-triage",
+            "sklearn",
+            ("/triage",),
+            "assignment group + category from ticket text, per-class thresholds, abstains",
+            stage="triage",
+        ),
+        ModelSpec(
+            "incident-system-team",
+            "sklearn",
+            ("/system_team",),
+            "impacted system (cmdb_ci) + owning team, per-class thresholds, abstains",
+            stage="system_team",
+        ),
+        ModelSpec(
+            "incident-clusters",
+            "sklearn",
+            ("/cluster",),
+            "recurring-problem cluster id + top terms",
+            stage="clustering",
+        ),
+        ModelSpec(
+            "incident-similar",
+            "sklearn",
+            ("/similar_incidents",),
+            "k most similar resolved incidents (text cosine)",
+            stage="triage",
+        ),
     ]
 }
 
@@ -134,9 +161,34 @@ ENDPOINTS: dict[str, Endpoint] = {
             lambda model, req, loaded, cfg: predict.check_drift(req, loaded, cfg),
             pick_model=lambda req: DRIFT_MODELS[req.domain],
         ),
-        # --- slots: e.g.
-        # Endpoint("/triage", "incident-triage", schemas.TriageRequest, schemas.TriageResponse,
-        #          lambda model, req, loaded, cfg: predict.triage(model, req)),
+        Endpoint(
+            "/triage",
+            "incident-triage",
+            schemas.TopKRequest,
+            schemas.TriageResponse,
+            lambda model, req, loaded, cfg: predict.classify_heads(model, req, TRIAGE_HEADS),
+        ),
+        Endpoint(
+            "/system_team",
+            "incident-system-team",
+            schemas.TopKRequest,
+            schemas.SystemTeamResponse,
+            lambda model, req, loaded, cfg: predict.classify_heads(model, req, SYSTEM_TEAM_HEADS),
+        ),
+        Endpoint(
+            "/similar_incidents",
+            "incident-similar",
+            schemas.SimilarRequest,
+            schemas.SimilarResponse,
+            lambda model, req, loaded, cfg: predict.similar_incidents(model, req),
+        ),
+        Endpoint(
+            "/cluster",
+            "incident-clusters",
+            schemas.IncidentsRequest,
+            schemas.ClusterResponse,
+            lambda model, req, loaded, cfg: predict.cluster(model, req),
+        ),
     ]
 }
 
@@ -159,3 +211,11 @@ def check() -> None:
     for e in ENDPOINTS.values():
         assert e.model in MODELS and e.route in MODELS[e.model].endpoints, f"{e.route}: model {e.model!r}"
     assert set(DRIFT_MODELS) == {"sensors", "incidents"}, DRIFT_MODELS
+    from ml.incidents import system_team, triage
+
+    for route, heads, trained in (
+        ("/triage", TRIAGE_HEADS, triage.TRIAGE_TARGETS),
+        ("/system_team", SYSTEM_TEAM_HEADS, system_team.SYSTEM_TEAM_TARGETS),
+    ):
+        item = ENDPOINTS[route].response.model_fields["results"].annotation.__args__[0]
+        assert set(heads) == set(item.model_fields) - {"number"} == set(trained), f"{route}: heads {heads}"
