@@ -24,8 +24,9 @@
 # `CalibratedClassifierCV`), so this notebook, the batch scores and the service compute the same thing.
 #
 # **How it is judged.** Time-ordered split: train on the past, test on the most recent
-# `test_fraction` of the year (closed tickets only: their outcome is known). Calibration is fitted on later
-# slices of the training period, never on the holdout. Metrics: ROC AUC (ranking), PR AUC (breaches are
+# `test_fraction` of the year (closed tickets only: their outcome is known). The classifier learns from the
+# earlier training tickets and its calibration is fitted on the latest `calibration_fraction` of the
+# training period, never on the holdout. Metrics: ROC AUC (ranking), PR AUC (breaches are
 # the minority), Brier score and a reliability chart (are the probabilities honest?). The decision
 # threshold comes from the **costs** in `params.yaml` (a missed breach vs a needless escalation), chosen on
 # the last training slice. Baselines in the same table: a plain logistic regression on the same features
