@@ -15,7 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from ml.config import SHARED_DATA
+from ml.config import ROOT, SHARED_DATA
+
+
+def _project_state() -> dict[str, tuple[int, int]]:
+    """(size, mtime) of what a user's `make all` produced: the registry and the exported champions."""
+    paths = [ROOT / "mlflow.db", *sorted((ROOT / "models").glob("*/*"))]
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def project_state_untouched():
+    """The suite works in temporary registries and export dirs only: it must never change the project's
+    own `mlflow.db` or `models/` (a smoke model once replaced an exported champion through a default path)."""
+    before = _project_state()
+    yield
+    after = _project_state()
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    assert not changed, f"the test suite changed the project's own files: {changed[:5]}"
 
 
 @pytest.fixture(scope="session")

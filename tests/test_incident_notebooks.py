@@ -52,7 +52,7 @@ def test_sla_and_ttr_notebooks_register_and_open_incidents_get_scored(small_proj
 
     for name, rec in (("incident-sla", sla_record), ("incident-ttr", ttr_record)):
         if not rec["registry"]["promoted"]:  # small data may miss a gate: promote by hand, as a user can
-            registry.promote(name, "1")
+            registry.promote(name, "1", export_dir=tmp_path / "models")  # never the project's models/
     scores_file = tmp_path / "open_incidents.parquet"
     run = subprocess.run(
         [sys.executable, "-m", "ml.incidents.scoring", "--silver", str(base / "silver"), "--out", str(scores_file)],
