@@ -60,7 +60,7 @@ INTENT: dict[str, dict[str, Any]] = {
         "failure_cases": [
             "Tickets that will wait on a vendor, part or user without saying so in the text look low-risk.",
             "Right after a rollout (new system, new group) the group load and routing features are unseen.",
-            "Probabilities are calibrated on later training slices: a long gap before use can shift them.",
+            "Probabilities are calibrated on the latest slice of training: a long gap before use can shift them.",
         ],
         "primary": ["roc_auc", "pr_auc", "brier", "ece"],
     },
