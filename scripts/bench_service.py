@@ -19,8 +19,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ml.config import ROOT
+from ml.serving import fixtures
 
 SCENARIOS = {  # route -> what one request carries
     "/detect_anomaly": "24 readings of one sensor",
@@ -69,39 +68,13 @@ def payloads(known_sensors: list[str]) -> dict[str, str]:
 
 
 # --- the server ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "service:OpsLab",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-    return proc, f"http://127.0.0.1:{port}"
+    port = fixtures.free_port()
+    return fixtures.start_server(env, log, port), f"http://127.0.0.1:{port}"
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    fixtures.stop_server(proc, grace=30)
 
 
 def wait_loaded(url: str, key: str, proc: subprocess.Popen, timeout: float = 600) -> tuple[float, dict]:
@@ -340,8 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     models_from = "the project registry (models:/<name>@champion)"
     if args.scratch:
-        from ml.serving import fixtures
-
         reg = {
             "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
             "MLFLOW_ARTIFACT_ROOT": (work / "artifacts").as_uri(),

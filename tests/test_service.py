@@ -18,10 +18,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,7 +30,7 @@ import pytest
 
 from ml import registry
 from ml.config import ROOT
-from ml.serving import accel, guard, schemas, settings, table
+from ml.serving import accel, fixtures, guard, schemas, settings, table
 
 pytestmark = [pytest.mark.xdist_group("service"), pytest.mark.slow]
 
@@ -93,8 +90,6 @@ def _registry_env(root: Path) -> dict[str, str]:
 
 
 def _build(root: Path) -> None:
-    from ml.serving import fixtures
-
     for old in root.parent.glob("service-*"):  # registries of code versions older than a day
         if old != root and time.time() - old.stat().st_mtime > 86_400:
             shutil.rmtree(old, ignore_errors=True)
@@ -134,41 +129,17 @@ def meta(scratch) -> dict:
 
 
 # --- servers -----------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, name: str, env: dict[str, str], workdir: Path, host: str = "127.0.0.1"):
-        self.name, self.port = name, free_port()
+        self.name, self.port = name, fixtures.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
         full_env = {
             k: v for k, v in os.environ.items() if not k.startswith(("OPSLAB_", "MLFLOW_", "BENTOML_"))
         }
         full_env |= {"BENTOML_HOME": str(workdir / "bentoml"), "PYTHONUNBUFFERED": "1", **env}
-        cmd = [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service:OpsLab",
-            "--host",
-            host,
-            "--port",
-            str(self.port),
-        ]
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=full_env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = fixtures.start_server(full_env, self.log, self.port, host=host)
         self.client = httpx.Client(base_url=self.url, timeout=60)
 
     def wait(self, path: str = "/readyz", timeout: float = 240) -> float:
@@ -189,13 +160,7 @@ class Server:
 
     def stop(self) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        fixtures.stop_server(self.proc)
 
     def post(self, path: str, body=None, headers=None, **kw) -> httpx.Response:
         return self.client.post(path, json=body if body is not None else {}, headers=headers, **kw)
@@ -218,7 +183,7 @@ def servers(scratch, tmp_path_factory):
     tampered = fallback_models / "incident-sla" / registry.MODEL_FILE
     tampered.write_bytes(tampered.read_bytes() + b"\0")  # bytes no longer match the manifest's sha256
     env_b = {
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{fixtures.free_port()}",  # nothing listens there
         "OPSLAB_MODELS_DIR": str(fallback_models),
         settings.ENV_REQUIRED: "sensor-anomaly,sensor-forecast",
     }

@@ -1,4 +1,5 @@
-"""Small real models in a scratch MLflow registry: for the service tests and `bench_service --scratch`.
+"""Small real models in a scratch MLflow registry, and a real `bentoml serve` process on a free loopback
+port: for the service tests and `bench_service`.
 
 Each model is trained with the project's own ml/ code on small synthetic data and registered with
 `registry.log_and_register` (no gates, so each version becomes champion and is exported), exactly like the
@@ -8,12 +9,48 @@ the scratch registry.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+
+# --- a real server process ----------------------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(env: dict[str, str], log: Path, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
+    """`bentoml serve service:OpsLab` from the project root in its own process group, output to `log`."""
+    from ml.config import ROOT
+
+    cmd = [sys.executable, "-m", "bentoml", "serve", "service:OpsLab", "--host", host, "--port", str(port)]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop_server(proc: subprocess.Popen, grace: float = 20) -> None:
+    """SIGINT to the whole process group (BentoML's workers too), SIGKILL after `grace` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+# --- small models --------------------------------------------------------------------------------------
 SENSOR_PARAMS = {
     "seed": 3,
     "train_fraction": 0.5,
