@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ml import schemas
+from ml.data import schemas
 from ml.config import load_params, resolve
 
 # --- sensors ----------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def build_gold(silver: dict[str, pd.DataFrame], params: dict) -> dict[str, pd.Da
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ml.ingest import atomic_write_parquet, read_silver
+    from ml.data.ingest import atomic_write_parquet, read_silver
 
     ap = argparse.ArgumentParser(prog="python -m ml.features", description="Build the gold feature tables.")
     ap.add_argument("--params", default="params.yaml")

@@ -38,7 +38,7 @@ MODEL_FILE = "model.skops"
 # Types a skops model file may contain beyond numpy/sklearn's own: checked on every load.
 TRUSTED_TYPES = [
     "ml.features.SensorWindowFeatures",
-    "ml.anomaly.CalibratedIsolationForest",
+    "ml.sensors.anomaly.CalibratedIsolationForest",
     "ml.incidents.features.IncidentFeatures",
     "ml.incidents.ttr.TTRQuantileModel",
     "ml.incidents.text.IncidentTextFeatures",
@@ -239,7 +239,7 @@ def save_forecaster(model, path: Path, *, signature=None, input_example=None) ->
 
 def load_forecaster(model_dir: Path, expected_sha256: str | None = None):
     """Load a saved forecaster after checking the sha256 of its state files."""
-    from ml.forecast import SensorForecaster
+    from ml.sensors.forecast import SensorForecaster
 
     state = Path(model_dir) / FORECASTER_DIR
     _verify(state, tree_sha256(state), expected_sha256)
@@ -371,7 +371,7 @@ def log_and_register(
     `saver(model, dir, signature=, input_example=) -> sha256` writes the MLflow model dir: sklearn models
     by default (skops); `save_forecaster` for the forecaster. `training_data` (see `describe_training`)
     is tagged on the run and the version as `training.*`, for the model card. `reference` (a frame, see
-    `ml.reference.training_reference`) is saved inside the model directory as `reference/`, so the version,
+    `ml.monitoring.reference.training_reference`) is saved inside the model directory as `reference/`, so the version,
     its exported copy and a Bento carry the data `/check_drift` and monitoring compare with.
     """
     import mlflow
@@ -405,7 +405,7 @@ def log_and_register(
             model_dir = Path(tmp) / "model"
             sha = saver(model, model_dir, signature=signature, input_example=input_example)
             if reference is not None:
-                from ml import reference as ref
+                from ml.monitoring import reference as ref
 
                 ref.save_reference(reference, model_dir / ref.REFERENCE_DIR, meta={"model": name})
             mlflow.log_artifacts(str(model_dir), artifact_path="model")

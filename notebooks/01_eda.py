@@ -38,7 +38,9 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import eda, plots, sources
+from ml import plots
+from ml.data import eda
+from ml.data import sources
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.features import label_windows, sensor_grid
 

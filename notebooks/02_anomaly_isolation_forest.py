@@ -19,14 +19,14 @@
 # One scikit-learn `Pipeline` turns raw readings `(sensor_id, timestamp, value)` into causal window
 # features (`ml.features.SensorWindowFeatures`: deviation from the sensor's normal daily profile, short and
 # long z-scores, differences, spread, flat runs, drift, time of day/week) and scores them with an
-# Isolation Forest (`ml.anomaly.CalibratedIsolationForest`). The same fitted object scores here, in batch
-# (`data/scores/sensor_anomalies.parquet`), in the NAB runner (`python -m ml.anomaly nab`) and in the service.
+# Isolation Forest (`ml.sensors.anomaly.CalibratedIsolationForest`). The same fitted object scores here, in batch
+# (`data/scores/sensor_anomalies.parquet`), in the NAB runner (`python -m ml.sensors.anomaly nab`) and in the service.
 #
 # **How it is judged.** Time-ordered split per sensor: the first `train_fraction` of each series trains
 # (its last part, unseen by the forest, sets the threshold), the rest is scored. Every detector — the
 # forest and two simple baselines (rolling z-score, seasonal residual) — gets the **same false-alarm
 # budget** (`false_alarm_rate` of normal training readings) and is scored by the same code
-# (`ml.evaluation`): point precision/recall and **event-level** metrics where each labelled window counts
+# (`ml.sensors.evaluation`): point precision/recall and **event-level** metrics where each labelled window counts
 # once, bursts of false alarms count once, and earlier detection earns more credit.
 
 # %% tags=["parameters"]
@@ -40,9 +40,14 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import anomaly, eda, evaluation, plots, reference, registry, sensor_charts
+from ml import plots, registry
+from ml.sensors import anomaly
+from ml.data import eda
+from ml.sensors import evaluation
+from ml.monitoring import reference
+from ml.sensors import charts as sensor_charts
 from ml.config import SHARED_DATA, load_params, resolve
-from ml.notebooks import jsonable
+from ml.reports.notebooks import jsonable
 
 params = load_params(PARAMS_FILE)
 cfg = params["anomaly"]

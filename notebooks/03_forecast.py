@@ -39,9 +39,11 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import forecast, plots, reference, registry
+from ml import plots, registry
+from ml.sensors import forecast
+from ml.monitoring import reference
 from ml.config import SHARED_DATA, load_params, resolve
-from ml.notebooks import jsonable
+from ml.reports.notebooks import jsonable
 
 params = load_params(PARAMS_FILE)
 cfg = params["forecast"]
@@ -103,7 +105,8 @@ saved.append(plots.save(forecast.plot_coverage(bt, data_name=DATA), CHARTS, "cov
 nab_goals, nab_overall = {}, pd.DataFrame()
 nab_dir = SHARED_DATA / "nab_sample"
 if nab_dir.exists() and not SMOKE:
-    from ml import features, sources
+    from ml import features
+    from ml.data import sources
 
     readings, windows = sources.load_nab_dir(nab_dir)
     nab_series = forecast.resample_series(features.label_windows(features.sensor_grid(readings), windows), "1h")

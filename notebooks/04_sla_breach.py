@@ -17,7 +17,7 @@
 # # 04 · SLA-breach risk at open time
 #
 # Will this ticket miss its SLA? The model sees only what is known **when the ticket is opened**
-# (`ml.schemas.OPEN_TIME_COLUMNS`: channel, site, impact/urgency/priority, category, configuration item,
+# (`ml.data.schemas.OPEN_TIME_COLUMNS`: channel, site, impact/urgency/priority, category, configuration item,
 # assignment group, the ticket text, the SLA target) plus how many tickets the same group received in the
 # previous 24 hours. One scikit-learn object does everything from raw fields to a probability
 # (`ml.incidents.features.IncidentFeatures` → gradient boosting, wrapped in a time-respecting
@@ -44,11 +44,12 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import plots, reference, registry
+from ml import plots, registry
+from ml.monitoring import reference
 from ml.config import load_params, resolve
 from ml.incidents import charts, datasets, sla
 from ml.incidents import features as F
-from ml.notebooks import jsonable
+from ml.reports.notebooks import jsonable
 
 params = load_params(PARAMS_FILE)
 cfg = params["sla"]

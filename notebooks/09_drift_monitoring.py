@@ -33,7 +33,7 @@
 # **recalibrated** (+/−8% from 2024-02-20) and a new **HR portal** went live on 2024-10-01 (15% of new
 # tickets, its own support group). A monitor is useful if it flags those, soon after they happen, on the
 # right features, and stays quiet before. The same data and the same code also run the gate
-# `python -m ml.quality` that stops the pipeline on bad data (last section).
+# `python -m ml.monitoring.quality` that stops the pipeline on bad data (last section).
 
 # %% tags=["parameters"]
 PARAMS_FILE = "params.yaml"
@@ -52,7 +52,7 @@ from ml import monitoring, plots
 from ml.config import load_params, resolve
 from ml.incidents import sla, ttr
 from ml.incidents.features import add_group_load, breach_target, is_closed, ttr_hours_target
-from ml.notebooks import jsonable
+from ml.reports.notebooks import jsonable
 
 started = time.perf_counter()
 params = load_params(PARAMS_FILE)
@@ -365,7 +365,7 @@ else:
 # %% [markdown]
 # ## The quality gate
 #
-# `python -m ml.quality --reference FILE --current FILE|DIR --out DIR` runs the pandera schemas of
+# `python -m ml.monitoring.quality --reference FILE --current FILE|DIR --out DIR` runs the pandera schemas of
 # `ml/schemas.py` and Evidently tests with thresholds from `params.yaml` (`quality:`): required columns,
 # unparseable values, invalid rows, missing share per column (against the reference's own share), new
 # categories, numbers outside the reference range, and the share of drifted columns (a warning only: a

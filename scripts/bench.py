@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml import anomaly, features
+from ml import features
+from ml.sensors import anomaly
 from ml.config import load_params
 
 # row counts cycle through sizes like NAB's files (1.6k-22.7k rows)

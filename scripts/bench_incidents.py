@@ -23,7 +23,7 @@ import pandas as pd
 
 from ml.config import ROOT
 from ml.incidents.datasets import UCI_SAMPLE
-from ml.sources import EVENT_LOG_TIMESTAMP_FORMAT, EVENT_LOG_TIMESTAMPS
+from ml.data.sources import EVENT_LOG_TIMESTAMP_FORMAT, EVENT_LOG_TIMESTAMPS
 
 
 def enlarge_event_log(src: Path, dst: Path, target_events: int = 141_712, shift: str = "10D") -> int:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ml.config import ROOT
-from ml.serving import fixtures
+from ml.testing import fixtures
 
 SCENARIOS = {  # route -> what one request carries
     "/detect_anomaly": "24 readings of one sensor",
@@ -42,7 +42,7 @@ MODEL_OF = {"/detect_anomaly": "sensor-anomaly", "/predict_sla": "incident-sla",
 
 # --- payloads ------------------------------------------------------------------------------------------
 def payloads(known_sensors: list[str]) -> dict[str, str]:
-    from ml import synth
+    from ml.data import synth
     from ml.serving import schemas
 
     readings, _ = synth.make_sensors(n_sensors=24, days=3, seed=11, anomalies_per_sensor=0)

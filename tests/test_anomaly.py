@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import anomaly, features
+from ml import features
+from ml.sensors import anomaly
 
 PARAMS = {
     "seed": 1,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ml import evaluation as ev
-from ml.evaluation import ALARM_COL
+from ml.sensors import evaluation as ev
+from ml.sensors.evaluation import ALARM_COL
 
 T0 = pd.Timestamp("2024-01-01")
 H = pd.Timedelta("1h")
@@ -360,7 +360,7 @@ def test_flat_series_with_one_spike(level, height, sign, at_day, hour):
 @pytest.mark.realdata
 def test_baselines_on_nab_sample(shared_data):
     from ml.features import infer_freq, sensor_grid
-    from ml.sources import load_nab_dir, nab_probationary_rows
+    from ml.data.sources import load_nab_dir, nab_probationary_rows
 
     readings, wins = load_nab_dir(shared_data / "nab_sample")
     grid = sensor_grid(readings)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from ml import forecast as fc
+from ml.sensors import forecast as fc
 
 # Small, fast settings: daily season (24 h) so three weeks of hourly data is plenty.
 FAST = {"season": 24, "horizon": 24, "max_horizon": 48, "folds": 3, "step": 24, "min_train": 168}
@@ -373,7 +373,7 @@ def test_charts_are_titled_and_labelled(three_models):
 @pytest.mark.realdata
 def test_nab_slice_backtests_and_forecasts(shared_data: Path):
     from ml.features import label_windows, sensor_grid
-    from ml.sources import load_nab_dir
+    from ml.data.sources import load_nab_dir
 
     readings, windows = load_nab_dir(shared_data / "nab_sample")
     sid = "realKnownCause/machine_temperature_system_failure"  # 5-minute readings

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from ml import synth
+from ml.data import synth
 from ml.config import ROOT
 from ml.incidents import datasets, evaluate, scoring
 from ml.incidents import features as F

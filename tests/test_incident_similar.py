@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from ml import registry, synth
+from ml import registry
+from ml.data import synth
 from ml.incidents import features as F
 from ml.incidents import similar
 

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from ml import registry, schemas, synth
+from ml import registry
+from ml.data import schemas
+from ml.data import synth
 from ml.incidents import features as F
 from ml.incidents import sla, ttr
 
@@ -264,7 +266,7 @@ def test_models_survive_a_skops_round_trip(split, sla_models, ttr_model, tmp_pat
 # --- the real UCI event-log sample ---------------------------------------------------------------------
 @pytest.mark.realdata
 def test_both_models_run_end_to_end_on_the_uci_sample(shared_data: Path):
-    from ml.sources import load_incident_event_log
+    from ml.data.sources import load_incident_event_log
 
     uci = load_incident_event_log(shared_data / "incidents_uci_sample" / "incident_event_log_sample.csv")
     uci = F.add_group_load(uci)

@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from ml import registry, schemas, synth
+from ml import registry
+from ml.data import schemas
+from ml.data import synth
 from ml.incidents import features as F
 from ml.incidents import system_team, triage
 from ml.incidents.text import IncidentTextFeatures, check_input_columns, clean_text
@@ -375,7 +377,7 @@ def test_models_survive_a_skops_round_trip(split, triage_model, tmp_path):
 # --- the real UCI event-log sample: no text, categorical fields only --------------------------------------
 @pytest.mark.realdata
 def test_group_model_without_text_runs_on_the_uci_sample(shared_data: Path):
-    from ml.sources import load_incident_event_log
+    from ml.data.sources import load_incident_event_log
 
     uci = load_incident_event_log(shared_data / "incidents_uci_sample" / "incident_event_log_sample.csv")
     train, test = F.time_split(uci, test_fraction=0.2, closed_only=False)

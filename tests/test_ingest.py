@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml import ingest
-from ml.ingest import DataValidationError, clean_batch, ingest_batch, read_silver, upsert
+from ml.data import ingest
+from ml.data.ingest import DataValidationError, clean_batch, ingest_batch, read_silver, upsert
 
 HEADER = "sensor_id,kind,unit,timestamp,value\n"
 

@@ -6,7 +6,10 @@ import json
 
 from test_registry import PARAMS, small_series, store  # noqa: F401 - `store` is a fixture
 
-from ml import anomaly, model_cards, registry, report
+from ml import registry
+from ml.sensors import anomaly
+from ml.reports import model_cards
+from ml.reports import report
 
 
 def test_cards_carry_the_registered_version_sha256_gates_and_training_data(store):  # noqa: F811

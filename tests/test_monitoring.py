@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml import monitoring, synth
+from ml import monitoring
+from ml.data import synth
 
 FAST = settings(max_examples=40, deadline=None)
 SEEDS = settings(max_examples=4, deadline=None, derandomize=True)  # each example generates data: keep few

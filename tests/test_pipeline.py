@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from ml import features, ingest, synth
+from ml import features
+from ml.data import ingest
+from ml.data import synth
 from ml.config import ROOT, load_params
-from ml.notebooks import execute, recorded
+from ml.reports.notebooks import execute, recorded
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import quality, synth
+from ml.monitoring import quality
+from ml.data import synth
 from ml.config import ROOT
 
 
@@ -28,7 +29,7 @@ def readings(tmp_path_factory):
 
 def _gate(base, current_file, out):
     """Start the CLI as its own process (both gate runs overlap: each pays Evidently's slow import)."""
-    cmd = [sys.executable, "-m", "ml.quality", "--reference", str(base / "reference.parquet"),
+    cmd = [sys.executable, "-m", "ml.monitoring.quality", "--reference", str(base / "reference.parquet"),
            "--current", str(current_file), "--out", str(out), "--params", str(ROOT / "params.yaml")]  # fmt: skip
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import anomaly, features, registry
+from ml import features, registry
+from ml.sensors import anomaly
 
 PARAMS = {
     "seed": 3,
@@ -172,7 +173,8 @@ def test_promote_and_rollback_move_champion_and_write_a_comparison(store):
 FIT_AND_SAVE = """
 import sys
 from pathlib import Path
-from ml import registry, synth
+from ml import registry
+from ml.data import synth
 from ml.incidents import features as F, sla
 inc = F.add_group_load(synth.make_incidents(n_incidents=600, seed=1))
 train, test = F.time_split(inc, 0.2)
@@ -204,7 +206,7 @@ def test_training_reference_travels_inside_the_model_version(store):
     (the service's fallback) and found by the service's loader for both; a tampered copy is refused."""
     import mlflow
 
-    from ml import reference
+    from ml.monitoring import reference
     from ml.serving import loading
 
     series = small_series()

@@ -30,7 +30,8 @@ import pytest
 
 from ml import registry
 from ml.config import ROOT
-from ml.serving import accel, fixtures, guard, schemas, settings, table
+from ml.serving import accel, guard, schemas, settings, table
+from ml.testing import fixtures
 
 pytestmark = [pytest.mark.xdist_group("service"), pytest.mark.slow]
 
@@ -335,7 +336,7 @@ def test_models_lists_versions_sources_and_the_env_rollback(a, meta):
 
 
 def test_detect_anomaly_equals_batch_scoring(a, sensors, scratch, meta):
-    from ml import anomaly
+    from ml.sensors import anomaly
 
     window = two_sensor_window(sensors)
     window.loc[5, "value"] = np.nan  # a missing reading gets no score

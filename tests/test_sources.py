@@ -1,4 +1,4 @@
-"""Tests of ml.sources: NAB and UCI incident-event-log readers meet the silver contracts without leakage."""
+"""Tests of ml.data.sources: NAB and UCI incident-event-log readers meet the silver contracts without leakage."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml import schemas
-from ml.schemas import INCIDENT_COLUMNS, OPEN_TIME_COLUMNS, OUTCOME_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
-from ml.sources import (
+from ml.data import schemas
+from ml.data.schemas import INCIDENT_COLUMNS, OPEN_TIME_COLUMNS, OUTCOME_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
+from ml.data.sources import (
     EVENT_ORDER,
     INCIDENT_LOG_OUTCOME_FIELDS,
     OPEN_TIME_SOURCE,

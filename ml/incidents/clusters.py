@@ -27,12 +27,12 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, s
 from sklearn.preprocessing import OneHotEncoder, normalize
 from sklearn.utils.validation import check_is_fitted
 
-from ml import schemas
+from ml.data import schemas
 
 TEXT_COLUMNS = ("short_description", "description")
 META_COLUMNS = ("category", "subcategory", "cmdb_ci")
 MISSING = "(missing)"
-ONE_OFF = "one-off"  # ml.synth.ONE_OFF: tickets of no recurring root cause
+ONE_OFF = "one-off"  # ml.data.synth.ONE_OFF: tickets of no recurring root cause
 BASELINES = {"subcategory": ("subcategory",), "category_x_cmdb_ci": ("category", "cmdb_ci")}
 _SPACES = re.compile(r"\s+")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml import sources
+from ml.data import sources
 from ml.config import SHARED_DATA
 from ml.incidents.features import add_group_load, sort_by_time
 
@@ -27,7 +27,7 @@ def load_gold(gold_dir: str | Path, table: str, smoke_incidents: int | None = No
 
 
 def load_event_log(path: str | Path, max_incidents: int | None = None) -> pd.DataFrame:
-    """A ServiceNow event-log CSV collapsed to one row per incident (`ml.sources`), with the group load."""
+    """A ServiceNow event-log CSV collapsed to one row per incident (`ml.data.sources`), with the group load."""
     incidents = sources.load_incident_event_log(path)
     incidents = sort_by_time(incidents).reset_index(drop=True)
     if max_incidents:

@@ -2,7 +2,7 @@
 
     python -m ml.incidents evaluate --event-log FILE --out metrics.json [--params params.yaml]
 
-The file is read and collapsed by `ml.sources` (one row per incident: open-time fields from the first
+The file is read and collapsed by `ml.data.sources` (one row per incident: open-time fields from the first
 event, outcomes from the last), split by opening time (train on the past, test on the latest
 `test_fraction`), and each model is fitted and scored next to its baseline by the same functions the
 notebooks use. The real log has no free text, so every model runs with `use_text: false`. One JSON of
@@ -24,7 +24,7 @@ import pandas as pd
 from ml.config import load_params
 from ml.incidents import datasets, sla, triage, ttr
 from ml.incidents.features import time_split
-from ml.notebooks import jsonable
+from ml.reports.notebooks import jsonable
 
 
 def _sla(train, test, cfg) -> dict[str, Any]:

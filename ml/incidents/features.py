@@ -17,7 +17,8 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import OneHotEncoder
 
-from ml import features, schemas
+from ml import features
+from ml.data import schemas
 
 GROUP_LOAD = "group_load_24h"
 CATEGORICAL_COLUMNS = ("contact_type", "category", "subcategory", "cmdb_ci", "assignment_group", "location")

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import OneHotEncoder
 
-from ml import schemas
+from ml.data import schemas
 
 TEXT_COLUMNS = ("short_description", "description")
 # Metadata a triage-style model may read by default: how and where the ticket came in, and how bad it is.

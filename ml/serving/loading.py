@@ -257,9 +257,9 @@ def load_reference(source: Source):
 
     Looked for as `reference/` inside the model directory (`log_and_register(reference=...)` writes it
     there, so an exported copy and a Bento's copy carry it) and, for a registry version, as the `reference`
-    artifact of its run or `model/reference`. Its own sha256 is checked by `ml.reference.load_reference`.
+    artifact of its run or `model/reference`. Its own sha256 is checked by `ml.monitoring.reference.load_reference`.
     """
-    from ml import reference
+    from ml.monitoring import reference
 
     if source.local_dir is not None:
         local = Path(source.local_dir) / reference.REFERENCE_DIR

@@ -45,7 +45,7 @@ def readings_frame(readings: list[schemas.Reading]) -> pd.DataFrame:
 
 
 def detect_anomaly(pipe, request: schemas.DetectAnomalyRequest) -> dict:
-    from ml import anomaly
+    from ml.sensors import anomaly
 
     frame = readings_frame(request.readings)
     known = pipe.named_steps["features"].sensors_

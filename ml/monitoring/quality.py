@@ -1,11 +1,11 @@
 """Data-quality gate: our pandera schemas plus Evidently tests of a current file against a reference file.
 
-    python -m ml.quality --reference FILE --current FILE|DIR --out DIR [--domain incidents|sensors]
+    python -m ml.monitoring.quality --reference FILE --current FILE|DIR --out DIR [--domain incidents|sensors]
                          [--params params.yaml]
 
 Checks, each with a threshold from the `quality:` section of params.yaml (a domain sub-section overrides):
 - required columns present and values parseable (CSV/JSON are typed like ingestion types them);
-- the pandera schema of the silver table (`ml.schemas`): share of rows failing each check;
+- the pandera schema of the silver table (`ml.data.schemas`): share of rows failing each check;
 - Evidently 0.7 tests on the monitored columns (`ml.monitoring`): row count, missing share per column
   (against the reference's own share), new categories, numbers outside the reference range, and the
   share of drifted columns (a warning unless `drift_critical`: a real shift is not bad data).
@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml import ingest, monitoring, schemas
+from ml import monitoring
+from ml.data import ingest
+from ml.data import schemas
 
 DEFAULTS: dict[str, Any] = {
     "min_rows": 1,
@@ -461,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: exit 0 when every critical check passes, 1 when one fails, 2 when an input cannot be read."""
     from ml.config import load_params
 
-    ap = argparse.ArgumentParser(prog="python -m ml.quality", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ml.monitoring.quality", description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, help="reference file (.parquet, .csv or .json records)")
     ap.add_argument("--current", required=True, help="file to check, or a directory: its newest batch file")
     ap.add_argument("--out", required=True, help="directory for quality.json and quality.html")

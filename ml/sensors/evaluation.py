@@ -303,7 +303,7 @@ def alarms_from_scores(scores, threshold: float) -> pd.Series | np.ndarray:
 def eval_start_after_rows(frame: pd.DataFrame, rows: int | Callable[[int], int]) -> pd.Series:
     """Per sensor, the timestamp of its row number `rows` (or `rows(n)` for an n-row sensor) in time order.
 
-    E.g. `rows=ml.sources.nab_probationary_rows` (NAB's unscored period) or `lambda n: int(0.2 * n)`.
+    E.g. `rows=ml.data.sources.nab_probationary_rows` (NAB's unscored period) or `lambda n: int(0.2 * n)`.
     A sensor with too few rows gets its last timestamp + 1 ns (nothing of it is evaluated).
     """
     _require(frame, ["sensor_id", "timestamp"], "frame")

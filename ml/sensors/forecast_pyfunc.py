@@ -13,7 +13,7 @@ from mlflow.pyfunc import PythonModel
 
 class SensorForecastModel(PythonModel):
     def load_context(self, context):
-        from ml.forecast import SensorForecaster
+        from ml.sensors.forecast import SensorForecaster
 
         self.forecaster = SensorForecaster.load(context.artifacts["forecaster"])
 

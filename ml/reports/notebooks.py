@@ -90,7 +90,7 @@ def jsonable(obj):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ml.notebooks", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ml.reports.notebooks", description=__doc__.splitlines()[0])
     ap.add_argument("name", help="notebook name without extension, e.g. 01_eda")
     ap.add_argument("--params", default="params.yaml", help="params file the notebook reads")
     ap.add_argument("--smoke", action="store_true", help="small, fast run (tests, CI)")

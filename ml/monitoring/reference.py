@@ -25,7 +25,7 @@ REFERENCE_META = "reference.json"
 # the raw columns a domain's reference keeps (what /check_drift receives), and the column it is stratified by
 DOMAINS: dict[str, tuple[tuple[str, ...] | None, str | None]] = {
     "sensors": (("sensor_id", "timestamp", "value"), "sensor_id"),
-    "incidents": (None, "assignment_group"),  # None: ml.schemas.OPEN_TIME_COLUMNS
+    "incidents": (None, "assignment_group"),  # None: ml.data.schemas.OPEN_TIME_COLUMNS
 }
 
 
@@ -36,7 +36,7 @@ def training_reference(records: pd.DataFrame, domain: str, cfg: Mapping[str, Any
         raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {domain!r}")
     columns, stratify = DOMAINS[domain]
     if columns is None:
-        from ml.schemas import OPEN_TIME_COLUMNS
+        from ml.data.schemas import OPEN_TIME_COLUMNS
 
         columns = tuple(OPEN_TIME_COLUMNS)
     missing = [c for c in columns if c not in records.columns]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.reference import (  # noqa: F401 - re-exported: the reference is part of monitoring's API
+from ml.monitoring.reference import (  # noqa: F401 - re-exported: the reference is part of monitoring's API
     REFERENCE_FILE,
     REFERENCE_META,
     load_reference,
@@ -193,11 +193,11 @@ TABLES = {"sensors": "sensor_readings", "incidents": "incidents"}
 def read_records(path: str | os.PathLike, table: str | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """A records file (parquet, CSV or JSON records) as a typed frame, plus unparseable values per column.
 
-    Parquet is read as stored. CSV/JSON are typed like ingestion does (`ml.ingest` column types) when
+    Parquet is read as stored. CSV/JSON are typed like ingestion does (`ml.data.ingest` column types) when
     `table` is a silver table name; a value that does not parse becomes missing and is counted.
     Raises FileNotFoundError / ValueError naming the file when it cannot be read.
     """
-    from ml import ingest
+    from ml.data import ingest
 
     p = Path(path)
     if not p.is_file():
@@ -221,10 +221,10 @@ def type_records(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Received string records typed like ingestion types them -> (typed frame, unparseable count per column).
 
-    A missing required column raises `ml.ingest.DataValidationError` (a ValueError) naming it; columns
+    A missing required column raises `ml.data.ingest.DataValidationError` (a ValueError) naming it; columns
     the table does not declare are kept as received.
     """
-    from ml import ingest
+    from ml.data import ingest
 
     errors = ingest.RowErrors()
     typed = ingest._coerce(raw, table, file, errors)  # the one definition of the landing column types
@@ -256,7 +256,7 @@ def landing_batches(landing: str | os.PathLike, domain: str) -> list[tuple[pd.Ti
 def read_landing(landing: str | os.PathLike, domain: str) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
     """Every landing batch of a domain, typed and de-duplicated (a re-sent reading or a later version of a
     ticket replaces the earlier one), and the batches' as_of times."""
-    from ml import ingest
+    from ml.data import ingest
 
     table = TABLES[domain]
     batches = landing_batches(landing, domain)

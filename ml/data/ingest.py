@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ml import schemas
+from ml.data import schemas
 from ml.config import load_params, resolve
 
 SILVER_TABLES = {
@@ -418,7 +418,7 @@ def run(params: dict, *, root: Path | None = None) -> dict:
             for table, path in landing_batches(landing, domain):
                 results.append(ingest_file(path, table, root, max_bad_fraction=max_bad))
         elif kind == "nab":
-            from ml import sources
+            from ml.data import sources
 
             data_dir = resolve(source["path"])
             for csv in sorted((data_dir / "data").rglob("*.csv")):
@@ -434,7 +434,7 @@ def run(params: dict, *, root: Path | None = None) -> dict:
                     ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad)
                 )
         elif kind == "servicenow_eventlog":
-            from ml import sources
+            from ml.data import sources
 
             parse = _frame_parser(sources.load_incident_event_log)
             path = resolve(source["path"])
@@ -452,7 +452,7 @@ def run(params: dict, *, root: Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ml.ingest", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ml.data.ingest", description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--metrics", default=None, help="write counts as JSON here (DVC metrics)")
     ap.add_argument(

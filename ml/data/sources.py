@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.schemas import INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
+from ml.data.schemas import INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
 
 PathLike = str | os.PathLike[str]
 

@@ -206,7 +206,7 @@ def eval_starts(series: pd.DataFrame, train_fraction: float) -> pd.Series:
 
 def baseline_scores(series: pd.DataFrame, period: int = 24) -> dict[str, pd.Series]:
     """The two causal baselines' scores for a sensor grid (aligned to its rows)."""
-    from ml import evaluation
+    from ml.sensors import evaluation
 
     frame = series[["sensor_id", "timestamp", "value"]]
     return {
@@ -228,10 +228,10 @@ def compare_detectors(
 
     Every detector's threshold is the (1 - false_alarm_rate) point of its scores on normal training
     readings (labelled windows and missing readings excluded), and every detector is judged by
-    `ml.evaluation.evaluate_detector` on the same evaluation period. Returns (comparison table,
+    `ml.sensors.evaluation.evaluate_detector` on the same evaluation period. Returns (comparison table,
     scored readings with every detector's score, the fitted pipeline).
     """
-    from ml import evaluation
+    from ml.sensors import evaluation
 
     pipe = fit_detector(series, params, train_mask=train_mask)
     scored = score_readings(pipe, series)
@@ -273,7 +273,7 @@ def false_alarm_sweep(
     merge_gap: int = 3,
 ) -> pd.DataFrame:
     """Event/point metrics of every detector over a range of false-alarm budgets (one row per detector x rate)."""
-    from ml import evaluation
+    from ml.sensors import evaluation
 
     normal = normal_rows(series, train_mask)
     rows = []
@@ -300,7 +300,8 @@ def false_alarm_sweep(
 
 def nab_sample_comparison(nab_dir: Path, params: dict) -> pd.DataFrame:
     """Per NAB file: train on its probationary period, then the forest and baselines on the rest."""
-    from ml import features, sources
+    from ml import features
+    from ml.data import sources
 
     readings, windows = sources.load_nab_dir(nab_dir)
     rows = []
@@ -335,7 +336,7 @@ def run_nab_file(
     csv: Path, data_dir: Path, params: dict, windows: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Score one NAB file causally, training only on its probationary period; NAB results rows, same order."""
-    from ml import sources
+    from ml.data import sources
 
     readings = sources.read_nab_csv(csv, sensor_id=str(csv.relative_to(data_dir).with_suffix("")))
     n = len(readings)
@@ -370,7 +371,7 @@ def run_nab(
     """Run the detector over a NAB-layout corpus (data/<category>/<file>.csv) and write NAB results files."""
     from joblib import Parallel, delayed
 
-    from ml import sources
+    from ml.data import sources
 
     data_dir = Path(data_dir)
     data_root = data_dir / "data" if (data_dir / "data").is_dir() else data_dir
@@ -401,7 +402,7 @@ def run_nab(
 def main(argv: list[str] | None = None) -> int:
     from ml.config import load_params
 
-    ap = argparse.ArgumentParser(prog="python -m ml.anomaly", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ml.sensors.anomaly", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     nab = sub.add_parser("nab", help="score a NAB-format corpus causally and write NAB results files")
     nab.add_argument(

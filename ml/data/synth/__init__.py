@@ -1,7 +1,7 @@
 """Synthetic operations data: sensor telemetry with labelled anomalies and a ServiceNow-like incident history.
 
 Everything here is a pure function of its arguments and a seed (frames in, frames out), except
-`write_landing`, the one place that writes files, and the CLI: `python -m ml.synth --params params.yaml`.
+`write_landing`, the one place that writes files, and the CLI: `python -m ml.data.synth --params params.yaml`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.schemas import INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
+from ml.data.schemas import INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
 
 SOURCE = "synthetic"
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -1259,7 +1259,7 @@ def write_landing(params: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
     recal = sensor_params.get("recalibration") or None
     closed_or_resolved = final["made_sla"].notna()
     manifest = {
-        "generator": "ml.synth",
+        "generator": "ml.data.synth",
         "seed": seed,
         "params": params,
         "rows": {
@@ -1309,7 +1309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write the synthetic landing zone from the `generate` section of params.yaml."""
     from ml.config import load_params
 
-    parser = argparse.ArgumentParser(prog="python -m ml.synth", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ml.data.synth", description=main.__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file with a `generate` section")
     parser.add_argument("--out", default="data/landing", help="landing directory to (re)write")
     parser.add_argument(

@@ -91,7 +91,8 @@ class ScratchData:
 
 
 def make_data(n_sensors: int = 4, days: int = 21, n_incidents: int = 2000, seed: int = 7) -> ScratchData:
-    from ml import features, synth
+    from ml import features
+    from ml.data import synth
     from ml.incidents import features as F
 
     readings, windows = synth.make_sensors(n_sensors=n_sensors, days=days, seed=seed)
@@ -108,7 +109,8 @@ def _reference(frame: pd.DataFrame, where: Path) -> Path:
 
 
 def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
-    from ml import anomaly, registry
+    from ml import registry
+    from ml.sensors import anomaly
 
     params = {**SENSOR_PARAMS, **overrides}
     pipe = anomaly.fit_detector(data.sensors, params)
@@ -129,7 +131,8 @@ def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
 
 
 def register_sensor_forecast(data: ScratchData, export_dir: Path):
-    from ml import forecast, registry
+    from ml import registry
+    from ml.sensors import forecast
 
     sensors = sorted(data.sensors["sensor_id"].unique())
     chosen = {sid: ("ets" if i % 2 else "seasonal_naive") for i, sid in enumerate(sensors)}
@@ -154,7 +157,8 @@ def incident_split(data: ScratchData):
 
 
 def register_incident_sla(data: ScratchData, export_dir: Path):
-    from ml import registry, schemas
+    from ml import registry
+    from ml.data import schemas
     from ml.incidents import sla
 
     train, _ = incident_split(data)

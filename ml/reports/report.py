@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from ml import model_cards
+from ml.reports import model_cards
 from ml.config import METRICS, ROOT
-from ml.notebooks import render_html
+from ml.reports.notebooks import render_html
 
 STYLE = (
     "<style>body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
@@ -93,7 +93,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ml.report", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ml.reports.report", description=__doc__.splitlines()[0])
     ap.add_argument("--executed", default="build/notebooks")
     ap.add_argument("--html", default="docs/ml/html")
     ap.add_argument("--index", default="docs/ml/index.html")

@@ -7,7 +7,7 @@ For every registered model, `docs/ml/model_cards/<name>.md` and `.json` describe
 prose comes from the run itself. `docs/ml/runs.md` compares the latest runs of each model: metrics and the
 params that differ between them.
 
-    python -m ml.model_cards --out docs/ml/model_cards --runs docs/ml/runs.md
+    python -m ml.reports.model_cards --out docs/ml/model_cards --runs docs/ml/runs.md
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     lines = [
         f"# Model card: {card['title']} (`{card['name']}`)",
         "",
-        "_Generated from the MLflow run by `python -m ml.model_cards`; do not edit by hand._",
+        "_Generated from the MLflow run by `python -m ml.reports.model_cards`; do not edit by hand._",
         "",
         "| | |",
         "|---|---|",
@@ -293,7 +293,7 @@ def runs_comparison(n_runs: int = 3) -> str:
     lines = [
         "# Latest runs per model",
         "",
-        "_Generated from the MLflow tracking store by `python -m ml.model_cards`._",
+        "_Generated from the MLflow tracking store by `python -m ml.reports.model_cards`._",
         "",
     ]
     for rm in sorted(client.search_registered_models(), key=lambda m: m.name):
@@ -329,7 +329,7 @@ def runs_comparison(n_runs: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ml.model_cards", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m ml.reports.model_cards", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/ml/model_cards")
     ap.add_argument("--runs", default="docs/ml/runs.md")
     args = ap.parse_args(argv)

@@ -1,0 +1,5 @@
+import sys
+
+from ml.data.synth import main
+
+sys.exit(main())
