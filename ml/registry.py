@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import io
 import json
 import operator
@@ -200,6 +202,47 @@ def without_volatile(model):
             obj.__dict__[name] = value
 
 
+# What a served model imports, as distribution names (as in uv.lock). Loading an sklearn model's `ml.*` classes
+# imports ml.features/ml.data.schemas (pandas, pandera, pyyaml via ml.config, threadpoolctl); the `reference/`
+# saved with a model is parquet (pyarrow). The forecaster is an MLflow pyfunc that imports statsmodels/prophet.
+_SERVING_PACKAGES = (
+    "mlflow",
+    "numpy",
+    "pandas",
+    "pandera",
+    "pyarrow",
+    "pyyaml",
+    "scikit-learn",
+    "scipy",
+    "threadpoolctl",
+)
+_FLAVOR_PACKAGES = {
+    "sklearn": _SERVING_PACKAGES + ("skops",),
+    "forecaster": _SERVING_PACKAGES + ("prophet", "statsmodels"),
+}
+
+
+@functools.cache
+def _pins(flavor: str) -> tuple[str, ...]:
+    try:
+        names = _FLAVOR_PACKAGES[flavor]
+    except KeyError:
+        raise ValueError(
+            f"unknown model flavor {flavor!r}; expected one of {sorted(_FLAVOR_PACKAGES)}"
+        ) from None
+    return tuple(f"{name}=={importlib.metadata.version(name)}" for name in sorted(names))
+
+
+def pip_requirements(flavor: str = "sklearn") -> list[str]:
+    """Exact pins (`name==version`, sorted) of what a served model of `flavor` ("sklearn" or "forecaster") needs.
+
+    Versions are the installed distributions', i.e. uv.lock's (the env is `uv sync --frozen`). Passing them as
+    `pip_requirements=` to MLflow's save/log_model skips its requirement inference, which reloads the model in
+    a `_capture_modules` subprocess (~10-20 s of CPU per model) and picks up whatever that import touched.
+    """
+    return list(_pins(flavor))
+
+
 def save_sklearn(model, path: Path, *, signature=None, input_example=None) -> str:
     """Save an sklearn model as an MLflow model dir with a canonical skops file; returns its sha256."""
     import mlflow.sklearn
@@ -212,6 +255,7 @@ def save_sklearn(model, path: Path, *, signature=None, input_example=None) -> st
             skops_trusted_types=TRUSTED_TYPES,
             signature=signature,
             input_example=input_example,
+            pip_requirements=pip_requirements("sklearn"),
         )
     f = path / MODEL_FILE
     f.write_bytes(canonical_skops(f.read_bytes()))
@@ -229,10 +273,11 @@ def save_forecaster(model, path: Path, *, signature=None, input_example=None) ->
         state = model.save(Path(tmp) / "forecaster")
         mlflow.pyfunc.save_model(
             str(path),
-            python_model=str(ROOT / "ml" / "forecast_pyfunc.py"),
+            python_model=str(ROOT / "ml" / "sensors" / "forecast_pyfunc.py"),
             artifacts={"forecaster": str(state)},
             input_example=input_example,
             signature=signature,
+            pip_requirements=pip_requirements("forecaster"),
         )
     return tree_sha256(Path(path) / FORECASTER_DIR)
 

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from ml.config import ROOT
-from ml.testing import fixtures
+from ml.testing import models as testing_models
+from ml.testing import server
 
 SCENARIOS = {  # route -> what one request carries
     "/detect_anomaly": "24 readings of one sensor",
@@ -69,12 +70,12 @@ def payloads(known_sensors: list[str]) -> dict[str, str]:
 
 # --- the server ---------------------------------------------------------------------------------------------
 def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = fixtures.free_port()
-    return fixtures.start_server(env, log, port), f"http://127.0.0.1:{port}"
+    port = server.free_port()
+    return server.start_server(env, log, port), f"http://127.0.0.1:{port}"
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    fixtures.stop_server(proc, grace=30)
+    server.stop_server(proc, grace=30)
 
 
 def wait_loaded(url: str, key: str, proc: subprocess.Popen, timeout: float = 600) -> tuple[float, dict]:
@@ -320,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         os.environ.update(reg)
         env |= reg
-        fixtures.build_registry(work / "models", anomaly_versions=1)
-        models_from = "small scratch models (ml/serving/fixtures.py)"
+        testing_models.build_registry(work / "models", anomaly_versions=1)
+        models_from = "small scratch models (ml/testing/models.py)"
     loadavg = os.getloadavg()
     proc, url = start_server(env, work / "server.log")
     try:

@@ -41,3 +41,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not present (CI has it; a fresh clone does not)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A scratch MLflow registry (SQLite + artifacts) in the test's tmp dir."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
+    return tmp_path

@@ -31,7 +31,8 @@ import pytest
 from ml import registry
 from ml.config import ROOT
 from ml.serving import accel, guard, schemas, settings, table
-from ml.testing import fixtures
+from ml.testing import models as testing_models
+from ml.testing import server
 
 pytestmark = [pytest.mark.xdist_group("service"), pytest.mark.slow]
 
@@ -39,28 +40,13 @@ PREDICT_KEY = "predict-key-for-tests-0123456789"
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 P = {"X-API-Key": PREDICT_KEY}
 A = {"X-API-Key": ADMIN_KEY}
-CACHE_INPUTS = [
-    "ml/serving/fixtures.py",
-    "ml/anomaly.py",
-    "ml/features.py",
-    "ml/forecast.py",
-    "ml/forecast_pyfunc.py",
-    "ml/registry.py",
-    "ml/reference.py",
-    "ml/synth.py",
-    "ml/incidents/features.py",
-    "ml/incidents/sla.py",
-    "ml/incidents/ttr.py",
-    "ml/incidents/text.py",
-    "ml/incidents/triage.py",
-    "ml/incidents/system_team.py",
-    "ml/incidents/similar.py",
-    "ml/incidents/clusters.py",
+CACHE_INPUTS = [  # what the scratch models are built from (the serving code is not: it does not change them)
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "ml").rglob("*.py") if "serving" not in p.parts),
     "uv.lock",
 ]
 
 
-# fixtures.build_registry's keys -> registered model names (besides sensor-anomaly's two versions)
+# testing_models.build_registry's keys -> registered model names (besides sensor-anomaly's two versions)
 REGISTERED = {
     "forecast": "sensor-forecast",
     "sla": "incident-sla",
@@ -99,7 +85,7 @@ def _build(root: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         for k, v in _registry_env(root).items():
             mp.setenv(k, v)
-        built = fixtures.build_registry(root / "models")
+        built = testing_models.build_registry(root / "models")
     built["data"].sensors.to_parquet(root / "sensors.parquet")
     built["data"].incidents.to_parquet(root / "incidents.parquet")
     meta = {
@@ -132,7 +118,7 @@ def meta(scratch) -> dict:
 # --- servers -----------------------------------------------------------------------------------------
 class Server:
     def __init__(self, name: str, env: dict[str, str], workdir: Path, host: str = "127.0.0.1"):
-        self.name, self.port = name, fixtures.free_port()
+        self.name, self.port = name, server.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
         full_env = {
@@ -140,7 +126,7 @@ class Server:
         }
         full_env |= {"BENTOML_HOME": str(workdir / "bentoml"), "PYTHONUNBUFFERED": "1", **env}
         self.started = time.monotonic()
-        self.proc = fixtures.start_server(full_env, self.log, self.port, host=host)
+        self.proc = server.start_server(full_env, self.log, self.port, host=host)
         self.client = httpx.Client(base_url=self.url, timeout=60)
 
     def wait(self, path: str = "/readyz", timeout: float = 240) -> float:
@@ -161,7 +147,7 @@ class Server:
 
     def stop(self) -> None:
         self.client.close()
-        fixtures.stop_server(self.proc)
+        server.stop_server(self.proc)
 
     def post(self, path: str, body=None, headers=None, **kw) -> httpx.Response:
         return self.client.post(path, json=body if body is not None else {}, headers=headers, **kw)
@@ -184,7 +170,7 @@ def servers(scratch, tmp_path_factory):
     tampered = fallback_models / "incident-sla" / registry.MODEL_FILE
     tampered.write_bytes(tampered.read_bytes() + b"\0")  # bytes no longer match the manifest's sha256
     env_b = {
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{fixtures.free_port()}",  # nothing listens there
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.free_port()}",  # nothing listens there
         "OPSLAB_MODELS_DIR": str(fallback_models),
         settings.ENV_REQUIRED: "sensor-anomaly,sensor-forecast",
     }

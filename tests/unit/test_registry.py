@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from ml import features, registry
+from ml import registry
 from ml.sensors import anomaly
-
-PARAMS = {
-    "seed": 3,
-    "train_fraction": 0.5,
-    "false_alarm_rate": 0.02,
-    "n_estimators": 20,
-    "max_samples": 64,
-    "short_window": 6,
-    "long_window": 24,
-}
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
-    return tmp_path
-
-
-def small_series(seed=0, n=24 * 14) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    ts = pd.date_range("2024-01-01", periods=n, freq="1h")
-    parts = [
-        pd.DataFrame(
-            {
-                "sensor_id": sid,
-                "kind": "cpu_pct",
-                "unit": "pct",
-                "timestamp": ts,
-                "value": 40 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 1, n),
-            }
-        )
-        for sid in ("cpu-01", "cpu-02")
-    ]
-    return features.label_windows(
-        features.sensor_grid(pd.concat(parts, ignore_index=True)),
-        pd.DataFrame(columns=["sensor_id", "start", "end", "anomaly_kind"]),
-    )
+from ml.testing.models import SMALL_ANOMALY_PARAMS as PARAMS
+from ml.testing.models import small_series
 
 
 def test_canonical_model_bytes_are_identical_across_fits(tmp_path):

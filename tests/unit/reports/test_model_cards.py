@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-from test_registry import PARAMS, small_series, store  # noqa: F401 - `store` is a fixture
-
 from ml import registry
+from ml.reports import model_cards, report
 from ml.sensors import anomaly
-from ml.reports import model_cards
-from ml.reports import report
+from ml.testing.models import SMALL_ANOMALY_PARAMS as PARAMS
+from ml.testing.models import small_series
 
 
-def test_cards_carry_the_registered_version_sha256_gates_and_training_data(store):  # noqa: F811
+def test_cards_carry_the_registered_version_sha256_gates_and_training_data(store):
     series = small_series()
     pipe = anomaly.fit_detector(series, PARAMS)
     gates = registry.gates_from_params([{"metric": "event_f1", "op": ">=", "threshold": 0.1}])

@@ -1,5 +1,4 @@
-"""Small real models in a scratch MLflow registry, and a real `bentoml serve` process on a free loopback
-port: for the service tests and `bench_service`.
+"""Small real models in a scratch MLflow registry, for the service tests and `bench_service`.
 
 Each model is trained with the project's own ml/ code on small synthetic data and registered with
 `registry.log_and_register` (no gates, so each version becomes champion and is exported), exactly like the
@@ -9,45 +8,51 @@ the scratch registry.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from ml import features, registry
+from ml.data import schemas, synth
+from ml.incidents import clusters, similar, sla, system_team, triage, ttr
+from ml.incidents import features as F
+from ml.monitoring import reference
+from ml.sensors import anomaly, forecast
 
-# --- a real server process ----------------------------------------------------------------------------
-def free_port() -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SMALL_ANOMALY_PARAMS = {  # a small forest for registry and model-card tests
+    "seed": 3,
+    "train_fraction": 0.5,
+    "false_alarm_rate": 0.02,
+    "n_estimators": 20,
+    "max_samples": 64,
+    "short_window": 6,
+    "long_window": 24,
+}
 
 
-def start_server(env: dict[str, str], log: Path, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
-    """`bentoml serve service:OpsLab` from the project root in its own process group, output to `log`."""
-    from ml.config import ROOT
-
-    cmd = [sys.executable, "-m", "bentoml", "serve", "service:OpsLab", "--host", host, "--port", str(port)]
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+def small_series(seed=0, n=24 * 14) -> pd.DataFrame:
+    """Two clean hourly cpu sensors as a labelled gold grid (no anomaly windows)."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-01-01", periods=n, freq="1h")
+    parts = [
+        pd.DataFrame(
+            {
+                "sensor_id": sid,
+                "kind": "cpu_pct",
+                "unit": "pct",
+                "timestamp": ts,
+                "value": 40 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 1, n),
+            }
+        )
+        for sid in ("cpu-01", "cpu-02")
+    ]
+    return features.label_windows(
+        features.sensor_grid(pd.concat(parts, ignore_index=True)),
+        pd.DataFrame(columns=["sensor_id", "start", "end", "anomaly_kind"]),
     )
-
-
-def stop_server(proc: subprocess.Popen, grace: float = 20) -> None:
-    """SIGINT to the whole process group (BentoML's workers too), SIGKILL after `grace` seconds."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 # --- small models --------------------------------------------------------------------------------------
@@ -91,9 +96,6 @@ class ScratchData:
 
 
 def make_data(n_sensors: int = 4, days: int = 21, n_incidents: int = 2000, seed: int = 7) -> ScratchData:
-    from ml import features
-    from ml.data import synth
-    from ml.incidents import features as F
 
     readings, windows = synth.make_sensors(n_sensors=n_sensors, days=days, seed=seed)
     grid = features.label_windows(features.sensor_grid(readings), windows)
@@ -103,14 +105,11 @@ def make_data(n_sensors: int = 4, days: int = 21, n_incidents: int = 2000, seed:
 
 def _reference(frame: pd.DataFrame, where: Path) -> Path:
     """The training reference logged with a model (what /check_drift compares with)."""
-    from ml import monitoring
 
-    return monitoring.save_reference(monitoring.reference_sample(frame, n=2000, seed=0), where)
+    return reference.save_reference(reference.reference_sample(frame, n=2000, seed=0), where)
 
 
 def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
-    from ml import registry
-    from ml.sensors import anomaly
 
     params = {**SENSOR_PARAMS, **overrides}
     pipe = anomaly.fit_detector(data.sensors, params)
@@ -131,8 +130,6 @@ def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
 
 
 def register_sensor_forecast(data: ScratchData, export_dir: Path):
-    from ml import registry
-    from ml.sensors import forecast
 
     sensors = sorted(data.sensors["sensor_id"].unique())
     chosen = {sid: ("ets" if i % 2 else "seasonal_naive") for i, sid in enumerate(sensors)}
@@ -151,15 +148,11 @@ def register_sensor_forecast(data: ScratchData, export_dir: Path):
 
 
 def incident_split(data: ScratchData):
-    from ml.incidents import features as F
 
     return F.time_split(data.incidents, test_fraction=0.2)
 
 
 def register_incident_sla(data: ScratchData, export_dir: Path):
-    from ml import registry
-    from ml.data import schemas
-    from ml.incidents import sla
 
     train, _ = incident_split(data)
     model = sla.fit_sla(train, INCIDENT_PARAMS)
@@ -178,8 +171,6 @@ def register_incident_sla(data: ScratchData, export_dir: Path):
 
 
 def register_incident_ttr(data: ScratchData, export_dir: Path):
-    from ml import registry
-    from ml.incidents import ttr
 
     train, _ = incident_split(data)
     model = ttr.fit_ttr(train, INCIDENT_PARAMS)
@@ -195,7 +186,6 @@ def register_incident_ttr(data: ScratchData, export_dir: Path):
 
 def _register_classifier(name: str, fit, data: ScratchData, export_dir: Path):
     """A `PrecisionTargetClassifier` fitted on the earlier 80%; its coverage per head on the rest as metrics."""
-    from ml import registry
 
     train, test = incident_split(data)
     model = fit(train, TEXT_PARAMS)
@@ -213,21 +203,17 @@ def _register_classifier(name: str, fit, data: ScratchData, export_dir: Path):
 
 
 def register_incident_triage(data: ScratchData, export_dir: Path):
-    from ml.incidents import triage
 
     return _register_classifier("incident-triage", triage.fit_triage, data, export_dir)
 
 
 def register_incident_system_team(data: ScratchData, export_dir: Path):
-    from ml.incidents import system_team
 
     return _register_classifier("incident-system-team", system_team.fit_system_team, data, export_dir)
 
 
 def register_incident_similar(data: ScratchData, export_dir: Path):
     """The index of the resolved training incidents (the test period's tickets are the queries)."""
-    from ml import registry
-    from ml.incidents import similar
 
     train, test = incident_split(data)
     index = similar.fit_similar(train, SIMILAR_PARAMS)
@@ -244,8 +230,6 @@ def register_incident_similar(data: ScratchData, export_dir: Path):
 
 
 def register_incident_clusters(data: ScratchData, export_dir: Path):
-    from ml import registry
-    from ml.incidents import clusters
 
     train, _ = incident_split(data)
     model = clusters.fit_clusterer(train, CLUSTER_PARAMS)
