@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ml.data import schemas
 from ml.config import load_params, resolve
+from ml.data import schemas
 
 # --- sensors ----------------------------------------------------------------------------------
 

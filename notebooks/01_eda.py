@@ -39,9 +39,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ml import plots
-from ml.data import eda
-from ml.data import sources
 from ml.config import SHARED_DATA, load_params, resolve
+from ml.data import eda, sources
 from ml.features import label_windows, sensor_grid
 
 params = load_params(PARAMS_FILE)

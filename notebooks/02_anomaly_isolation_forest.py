@@ -41,13 +41,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ml import plots, registry
-from ml.sensors import anomaly
-from ml.data import eda
-from ml.sensors import evaluation
-from ml.monitoring import reference
-from ml.sensors import charts as sensor_charts
 from ml.config import SHARED_DATA, load_params, resolve
+from ml.data import eda
+from ml.monitoring import reference
 from ml.reports.notebooks import jsonable
+from ml.sensors import anomaly, evaluation
+from ml.sensors import charts as sensor_charts
 
 params = load_params(PARAMS_FILE)
 cfg = params["anomaly"]

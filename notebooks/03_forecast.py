@@ -40,10 +40,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ml import plots, registry
-from ml.sensors import forecast
-from ml.monitoring import reference
 from ml.config import SHARED_DATA, load_params, resolve
+from ml.monitoring import reference
 from ml.reports.notebooks import jsonable
+from ml.sensors import forecast
 
 params = load_params(PARAMS_FILE)
 cfg = params["forecast"]

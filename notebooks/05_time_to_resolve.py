@@ -45,10 +45,10 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ml import plots, registry
-from ml.monitoring import reference
 from ml.config import load_params, resolve
 from ml.incidents import charts, datasets, ttr
 from ml.incidents import features as F
+from ml.monitoring import reference
 from ml.reports.notebooks import jsonable
 
 params = load_params(PARAMS_FILE)

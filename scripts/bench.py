@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ml import features
-from ml.sensors import anomaly
 from ml.config import load_params
+from ml.sensors import anomaly
 
 # row counts cycle through sizes like NAB's files (1.6k-22.7k rows)
 _SIZES = [4032, 7267, 18050, 22695, 10320, 4032, 3000, 1600, 6000, 4700]

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from ml.config import ROOT
-from ml.incidents.datasets import UCI_SAMPLE
 from ml.data.sources import EVENT_LOG_TIMESTAMP_FORMAT, EVENT_LOG_TIMESTAMPS
+from ml.incidents.datasets import UCI_SAMPLE
 
 
 def enlarge_event_log(src: Path, dst: Path, target_events: int = 141_712, shift: str = "10D") -> int:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ml.data import schemas
 from ml.config import load_params, resolve
+from ml.data import schemas
 
 SILVER_TABLES = {
     "sensor_readings": "sensor_readings.parquet",

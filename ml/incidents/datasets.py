@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml.data import sources
 from ml.config import SHARED_DATA
+from ml.data import sources
 from ml.incidents.features import add_group_load, sort_by_time
 
 UCI_SAMPLE = SHARED_DATA / "incidents_uci_sample" / "incident_event_log_sample.csv"

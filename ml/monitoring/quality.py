@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ml import monitoring
-from ml.data import ingest
-from ml.data import schemas
+from ml.data import ingest, schemas
 
 DEFAULTS: dict[str, Any] = {
     "min_rows": 1,

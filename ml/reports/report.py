@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from ml.reports import model_cards
 from ml.config import METRICS, ROOT
+from ml.reports import model_cards
 from ml.reports.notebooks import render_html
 
 STYLE = (

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from test_pipeline import out, small_project  # noqa: F401 - small_project is a fixture
 
-from ml.data import ingest
 from ml.config import ROOT
+from ml.data import ingest
 from ml.reports.notebooks import execute, recorded
 
 pytestmark = [pytest.mark.xdist_group("incident-notebooks"), pytest.mark.slow]

@@ -14,9 +14,8 @@ import pytest
 import yaml
 
 from ml import features
-from ml.data import ingest
-from ml.data import synth
 from ml.config import ROOT, load_params
+from ml.data import ingest, synth
 from ml.reports.notebooks import execute, recorded
 
 pytestmark = pytest.mark.xdist_group("pipeline")

@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml.data import schemas
-from ml.data.schemas import INCIDENT_COLUMNS, OPEN_TIME_COLUMNS, OUTCOME_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
+from ml.data.schemas import (
+    INCIDENT_COLUMNS,
+    OPEN_TIME_COLUMNS,
+    OUTCOME_COLUMNS,
+    READING_COLUMNS,
+    WINDOW_COLUMNS,
+)
 from ml.data.sources import (
     EVENT_ORDER,
     INCIDENT_LOG_OUTCOME_FIELDS,

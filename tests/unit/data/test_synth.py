@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml.data import schemas
-from ml.data import synth
+from ml.data import schemas, synth
 
 SENSOR_ARGS = dict(n_sensors=8, days=21, seed=7, missing_rate=0.02, anomalies_per_sensor=2)
 RECAL = {"at": "2024-01-15", "sensors": 2, "offset_pct": 0.08}

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from ml import registry
-from ml.data import schemas
-from ml.data import synth
+from ml.data import schemas, synth
 from ml.incidents import clusters as C
 
 SMALL = {"k_grid": [20, 30, 40, 50, 60], "silhouette_sample": 800, "n_components": 50, "seed": 5}

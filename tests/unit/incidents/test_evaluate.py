@@ -10,8 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from ml.data import synth
 from ml.config import ROOT
+from ml.data import synth
 from ml.incidents import datasets, evaluate, scoring
 from ml.incidents import features as F
 

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from ml import registry
-from ml.data import schemas
-from ml.data import synth
+from ml.data import schemas, synth
 from ml.incidents import features as F
 from ml.incidents import sla, ttr
 

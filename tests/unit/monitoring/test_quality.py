@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.monitoring import quality
-from ml.data import synth
 from ml.config import ROOT
+from ml.data import synth
+from ml.monitoring import quality
 
 
 @pytest.fixture(scope="module")

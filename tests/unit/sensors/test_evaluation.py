@@ -359,8 +359,8 @@ def test_flat_series_with_one_spike(level, height, sign, at_day, hour):
 # --- real data ------------------------------------------------------------------------------------
 @pytest.mark.realdata
 def test_baselines_on_nab_sample(shared_data):
-    from ml.features import infer_freq, sensor_grid
     from ml.data.sources import load_nab_dir, nab_probationary_rows
+    from ml.features import infer_freq, sensor_grid
 
     readings, wins = load_nab_dir(shared_data / "nab_sample")
     grid = sensor_grid(readings)

@@ -372,8 +372,8 @@ def test_charts_are_titled_and_labelled(three_models):
 # --- real data ---------------------------------------------------------------------------------------
 @pytest.mark.realdata
 def test_nab_slice_backtests_and_forecasts(shared_data: Path):
-    from ml.features import label_windows, sensor_grid
     from ml.data.sources import load_nab_dir
+    from ml.features import label_windows, sensor_grid
 
     readings, windows = load_nab_dir(shared_data / "nab_sample")
     sid = "realKnownCause/machine_temperature_system_failure"  # 5-minute readings

@@ -45,7 +45,9 @@ def _project_imports(path: str) -> set[str]:
 def test_bento_ships_no_test_code_and_no_generator():
     shipped = _shipped()
     assert "service.py" in shipped and "params.yaml" in shipped and "ml/serving/runtime.py" in shipped
-    leaked = sorted(f for f in shipped if f.startswith(("tests/", "ml/testing/", "ml/data/synth/", "notebooks/")))
+    leaked = sorted(
+        f for f in shipped if f.startswith(("tests/", "ml/testing/", "ml/data/synth/", "notebooks/"))
+    )
     assert not leaked, f"bentofile.yaml ships test code or the generator: {leaked}"
 
 
