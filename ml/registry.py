@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import hashlib
@@ -23,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -30,10 +32,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import mlflow.pyfunc
+import mlflow.sklearn
+import pandas as pd
+import skops.io
 import yaml
+from mlflow.models import infer_signature
 
 from ml import config
 from ml.config import ROOT
+from ml.monitoring import reference as reference_files
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_FILE = "model.skops"
@@ -70,7 +79,6 @@ def artifact_root() -> str:
 
 def client():
     """An MlflowClient on the configured tracking URI (also sets it for the fluent API)."""
-    import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow.MlflowClient(tracking_uri())
@@ -245,7 +253,6 @@ def pip_requirements(flavor: str = "sklearn") -> list[str]:
 
 def save_sklearn(model, path: Path, *, signature=None, input_example=None) -> str:
     """Save an sklearn model as an MLflow model dir with a canonical skops file; returns its sha256."""
-    import mlflow.sklearn
 
     with without_volatile(model):
         mlflow.sklearn.save_model(
@@ -267,7 +274,6 @@ FORECASTER_DIR = Path("artifacts") / "forecaster"
 
 def save_forecaster(model, path: Path, *, signature=None, input_example=None) -> str:
     """Save a SensorForecaster as an MLflow pyfunc (models from code, JSON/parquet state); returns its sha256."""
-    import mlflow.pyfunc
 
     with tempfile.TemporaryDirectory() as tmp:
         state = model.save(Path(tmp) / "forecaster")
@@ -284,7 +290,7 @@ def save_forecaster(model, path: Path, *, signature=None, input_example=None) ->
 
 def load_forecaster(model_dir: Path, expected_sha256: str | None = None):
     """Load a saved forecaster after checking the sha256 of its state files."""
-    from ml.sensors.forecast import SensorForecaster
+    from ml.sensors.forecast import SensorForecaster  # imported on use: pulls statsmodels and prophet (~3 s)
 
     state = Path(model_dir) / FORECASTER_DIR
     _verify(state, tree_sha256(state), expected_sha256)
@@ -293,7 +299,6 @@ def load_forecaster(model_dir: Path, expected_sha256: str | None = None):
 
 def load_sklearn(model_dir: Path, expected_sha256: str | None = None):
     """Load a skops model file after checking its sha256 (when given) against the registry's record."""
-    import skops.io
 
     f = Path(model_dir) / MODEL_FILE
     _verify(f, sha256_file(f), expected_sha256)
@@ -419,8 +424,6 @@ def log_and_register(
     `ml.monitoring.reference.training_reference`) is saved inside the model directory as `reference/`, so the version,
     its exported copy and a Bento carry the data `/check_drift` and monitoring compare with.
     """
-    import mlflow
-    from mlflow.models import infer_signature
 
     c = client()
     exp_id = experiment(name)
@@ -450,9 +453,9 @@ def log_and_register(
             model_dir = Path(tmp) / "model"
             sha = saver(model, model_dir, signature=signature, input_example=input_example)
             if reference is not None:
-                from ml.monitoring import reference as ref
-
-                ref.save_reference(reference, model_dir / ref.REFERENCE_DIR, meta={"model": name})
+                reference_files.save_reference(
+                    reference, model_dir / reference_files.REFERENCE_DIR, meta={"model": name}
+                )
             mlflow.log_artifacts(str(model_dir), artifact_path="model")
             mlflow.set_tag("model_sha256", sha)
             mlflow.set_tag("gates", "passed" if passed else "failed")
@@ -492,7 +495,6 @@ def log_and_register(
 
 def describe_training(frame, time_column: str) -> dict[str, Any]:
     """Rows and time span of a training frame, for the `training_data` of `log_and_register`."""
-    import pandas as pd
 
     t = pd.to_datetime(frame[time_column])
     return {"rows": int(len(frame)), "from": str(t.min()), "to": str(t.max()), "time_column": time_column}
@@ -548,7 +550,6 @@ def write_comparison(
 
 def promote(name: str, version: str, *, export_dir: Path | None = None) -> dict:
     """Make a version champion by hand (the gates are bypassed: say why in the commit/ticket)."""
-    import mlflow
 
     c = client()
     before = champion_info(name)
@@ -589,7 +590,6 @@ def rollback(name: str, *, export_dir: Path | None = None) -> dict:
 
 
 def _export_version(name: str, mv, export_dir: Path | None) -> Path:
-    import mlflow
 
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}"))
     metrics = client().get_run(mv.run_id).data.metrics
@@ -605,8 +605,6 @@ def _export_version(name: str, mv, export_dir: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
 
     ap = argparse.ArgumentParser(prog="python -m ml.registry", description="Move the champion alias by hand.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -659,7 +657,6 @@ def export_model(
 
 def load_champion(name: str, alias: str = CHAMPION):
     """Download `models:/<name>@<alias>`, verify its sha256 and load it; returns (model, info dict)."""
-    import mlflow
 
     c = client()
     mv = c.get_model_version_by_alias(name, alias)

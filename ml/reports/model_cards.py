@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow
+
 from ml import registry
 from ml.config import ROOT
 
@@ -131,7 +133,6 @@ INTENT: dict[str, dict[str, Any]] = {
 
 
 def _gates_text(client, run_id: str) -> list[str]:
-    import mlflow
 
     try:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/gates.txt")

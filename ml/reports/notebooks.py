@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 from ml.config import ROOT
 
@@ -20,7 +24,7 @@ HTML = ROOT / "docs" / "ml" / "html"
 
 def execute(name: str, *, parameters: dict | None = None, out_dir: Path = EXECUTED, cwd: Path = ROOT) -> Path:
     """Execute notebooks/<name>.ipynb with papermill; the executed copy (with outputs) goes to out_dir."""
-    import papermill as pm
+    import papermill as pm  # imported on use: ~2 s, and ml.incidents.evaluate imports this module for jsonable
 
     src = NOTEBOOKS / f"{name}.ipynb"
     if not src.exists():
@@ -43,8 +47,8 @@ def execute(name: str, *, parameters: dict | None = None, out_dir: Path = EXECUT
 
 def render_html(executed: Path, out_dir: Path = HTML) -> Path:
     """Render an executed notebook to a self-contained HTML page (charts embedded)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    import nbformat  # imported on use, as papermill
+    from nbconvert import HTMLExporter  # imported on use: ~1 s, only the report stage renders
 
     nb = nbformat.read(executed, as_version=4)
     for i, cell in enumerate(nb.cells):  # papermill's injected cell gets a random id: keep pages byte-stable
@@ -61,7 +65,7 @@ def render_html(executed: Path, out_dir: Path = HTML) -> Path:
 
 def recorded(executed: Path) -> dict:
     """What the notebook's last cell recorded (a JSON dict printed under the `opslab-record` tag)."""
-    import nbformat
+    import nbformat  # imported on use, as papermill
 
     nb = nbformat.read(executed, as_version=4)
     for cell in reversed(nb.cells):
@@ -74,10 +78,6 @@ def recorded(executed: Path) -> dict:
 
 def jsonable(obj):
     """Numbers, NaN and numpy scalars in nested dicts/lists -> plain JSON values (NaN becomes null)."""
-    import math
-
-    import numpy as np
-
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -87,6 +87,33 @@ def jsonable(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def real_path(metrics_path: str | Path) -> Path:
+    """Where a stage's real-data results live: `metrics/real/<stage>.json` beside `metrics/<stage>.json`."""
+    path = Path(metrics_path)
+    return path.parent / "real" / path.name
+
+
+def write_record(metrics_path: str | Path, record: Mapping, *, real: Mapping | None = None) -> dict:
+    """Write a notebook's record (every record cell calls this) and print it for `recorded()`.
+
+    `record` (the synthetic-data results) goes to `metrics_path`. Real-data results go to their own file
+    (`real_path`), and only when the real data was there: a run without `../shared` leaves the committed
+    real-data results alone instead of erasing them. The printed record carries both, `real` ({} if none).
+    """
+    path = Path(metrics_path)
+    record = jsonable(dict(record))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    real = jsonable(dict(real)) if real else {}
+    if real:
+        out = real_path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(real, indent=2) + "\n")
+    printed = {**record, "real": real}
+    print(json.dumps(printed))
+    return printed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import sys
 
 def missing_stages() -> list[str]:
     """DVC stages to run so that every model of the table has a champion in the registry."""
+    # imported on use: mlflow and every model module (~10 s); `banner` needs none of them
     from ml import registry
     from ml.serving import loading, table
 
@@ -21,7 +22,7 @@ def missing_stages() -> list[str]:
 
 
 def banner(port: int) -> str:
-    from ml.serving import settings
+    from ml.serving import settings  # imported on use: light, but kept beside missing_stages' lazy imports
 
     url = f"http://127.0.0.1:{port}"
     keyed = bool(os.environ.get(settings.ENV_API_KEYS) or os.environ.get(settings.ENV_API_KEYS_FILE))

@@ -94,7 +94,10 @@ class RegistryModel(BentoModel):
         return cls(name)
 
     def to_info(self, alias: str | None = None):
-        from ml.serving.table import LOADERS, MODELS
+        from ml.serving.table import (  # imported on use: the model table pulls every model module
+            LOADERS,
+            MODELS,
+        )
 
         name = self.tag.name
         spec = MODELS.get(name)

@@ -145,7 +145,9 @@ def intended_host() -> str:
             return arg.split("=", 1)[1]
     if os.environ.get("BENTOML_HOST"):
         return os.environ["BENTOML_HOST"]
-    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.configuration.containers import (
+        BentoMLContainer,  # on use: the key CLI runs without bentoml
+    )
 
     return str(BentoMLContainer.http.host.get())
 
@@ -269,7 +271,7 @@ class GuardMiddleware:
 
     async def _docs(self, send) -> None:
         if self._openapi_body is None:
-            from ml.serving import openapi
+            from ml.serving import openapi  # on the first /docs request only
 
             spec = openapi.patch(self.openapi(), open_paths=OPEN_PATHS)
             self._openapi_body = json.dumps(spec).encode()

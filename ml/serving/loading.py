@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +26,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import bentoml
+import mlflow
+
 from ml import config, registry
+from ml.monitoring import reference
 from ml.serving import settings
 
 MANIFEST = "opslab_model.json"
@@ -85,8 +90,6 @@ def registry_problem() -> str | None:
         if not Path(path).is_file():
             return f"registry unreachable: no SQLite store at {path}"
     elif parsed.scheme in ("http", "https"):
-        import socket
-
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:  # a refused or silent port is known in seconds, without importing MLflow at all
             socket.create_connection((parsed.hostname, port), timeout=3).close()
@@ -141,7 +144,6 @@ def from_registry(name: str, uri: str, kind: str) -> Source:
     version_uri = f"models:/{name}/{mv.version}"
 
     def fetch(scratch: Path) -> Path:
-        import mlflow
 
         dest = scratch / "download"
         dest.mkdir(parents=True, exist_ok=True)
@@ -190,8 +192,6 @@ def exported_dir(name: str) -> Path:
 def from_bento_store(name: str, note: str | None = None) -> Source:
     """The newest copy of `name` in the BentoML model store (inside a Bento: the copy it carries)."""
     try:
-        import bentoml
-
         stored = bentoml.models.get(f"{name}:latest")
     except Exception as exc:  # noqa: BLE001 - not found, or no store
         raise ResolveError(f"no copy of {name} in the BentoML model store ({_short(exc)})") from exc
@@ -259,7 +259,6 @@ def load_reference(source: Source):
     there, so an exported copy and a Bento's copy carry it) and, for a registry version, as the `reference`
     artifact of its run or `model/reference`. Its own sha256 is checked by `ml.monitoring.reference.load_reference`.
     """
-    from ml.monitoring import reference
 
     if source.local_dir is not None:
         local = Path(source.local_dir) / reference.REFERENCE_DIR
@@ -268,7 +267,6 @@ def load_reference(source: Source):
         return None, f"no {reference.REFERENCE_DIR}/ in {source.local_dir}"
     if not source.run_id:
         return None, "no run to look in"
-    import mlflow
 
     scratch = Path(tempfile.mkdtemp(prefix="opslab-reference-"))
     try:

@@ -17,6 +17,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from starlette.responses import JSONResponse
+from threadpoolctl import threadpool_limits
+
 from ml.serving import loading, schemas, settings
 from ml.serving.predict import ClientError
 from ml.serving.table import ENDPOINTS, LOADERS, MODELS, Endpoint, ModelSpec
@@ -58,7 +61,6 @@ class Slot:
 
 def error_response(status: int, message: str, *, loc: list | None = None, headers=None, **extra):
     """A JSON error body shaped like BentoML's validation errors: {"error": ..., "detail": [{loc, msg}]}."""
-    from starlette.responses import JSONResponse
 
     body: dict[str, Any] = {"error": message, **extra}
     if loc is not None:
@@ -89,7 +91,6 @@ class Runtime:
         OpenMP's thread hand-offs cost more than the work (measured: gradient boosting on one incident
         ~1.6 ms per tree with 2 threads vs ~0.03 ms with 1).
         """
-        from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)  # process-wide, for the life of the worker
         if background:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ml import config
@@ -183,7 +184,6 @@ INCIDENT_STRING_FIELDS = tuple(  # number and the categorical / text fields, sen
 def incident_payload(record) -> dict:
     """One incident record (a silver/gold row as a mapping) -> the JSON object `Incident` accepts: only its
     fields that the record has, missing values as null, levels as ints, `opened_at` in ISO format."""
-    import pandas as pd
 
     out = {}
     for name in Incident.model_fields:
