@@ -43,6 +43,7 @@ from mlflow.models import infer_signature
 from ml import config
 from ml.config import ROOT
 from ml.monitoring import reference as reference_files
+from ml.reports import comparison
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_FILE = "model.skops"
@@ -50,10 +51,10 @@ MODEL_FILE = "model.skops"
 TRUSTED_TYPES = [
     "ml.features.SensorWindowFeatures",
     "ml.sensors.anomaly.CalibratedIsolationForest",
-    "ml.incidents.features.IncidentFeatures",
+    "ml.features.IncidentFeatures",
     "ml.incidents.ttr.TTRQuantileModel",
     "ml.incidents.text.IncidentTextFeatures",
-    "ml.incidents.triage.PrecisionTargetClassifier",
+    "ml.incidents.abstain.PrecisionTargetClassifier",
     "ml.incidents.similar.SimilarIncidents",
     "scipy.sparse._csr.csr_matrix",
     "ml.incidents.clusters.IncidentClusterer",
@@ -79,7 +80,6 @@ def artifact_root() -> str:
 
 def client():
     """An MlflowClient on the configured tracking URI (also sets it for the fluent API)."""
-
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow.MlflowClient(tracking_uri())
 
@@ -210,10 +210,10 @@ def without_volatile(model):
             obj.__dict__[name] = value
 
 
-# What a served model imports, as distribution names (as in uv.lock). Loading an sklearn model's `ml.*` classes
-# imports ml.features/ml.data.schemas (pandas, pandera, pyyaml via ml.config, threadpoolctl); the `reference/`
-# saved with a model is parquet (pyarrow). The forecaster is an MLflow pyfunc that imports statsmodels/prophet.
-_SERVING_PACKAGES = (
+# What a served model imports, as distribution names (as in uv.lock): ml.* classes need pandas, pandera, pyyaml
+# and threadpoolctl, the `reference/` saved with a model is parquet (pyarrow); the forecaster pyfunc adds
+# statsmodels and prophet.
+SERVING_PACKAGES = (
     "mlflow",
     "numpy",
     "pandas",
@@ -224,21 +224,17 @@ _SERVING_PACKAGES = (
     "scipy",
     "threadpoolctl",
 )
-_FLAVOR_PACKAGES = {
-    "sklearn": _SERVING_PACKAGES + ("skops",),
-    "forecaster": _SERVING_PACKAGES + ("prophet", "statsmodels"),
+FLAVOR_PACKAGES = {
+    "sklearn": (*SERVING_PACKAGES, "skops"),
+    "forecaster": (*SERVING_PACKAGES, "prophet", "statsmodels"),
 }
 
 
 @functools.cache
 def _pins(flavor: str) -> tuple[str, ...]:
-    try:
-        names = _FLAVOR_PACKAGES[flavor]
-    except KeyError:
-        raise ValueError(
-            f"unknown model flavor {flavor!r}; expected one of {sorted(_FLAVOR_PACKAGES)}"
-        ) from None
-    return tuple(f"{name}=={importlib.metadata.version(name)}" for name in sorted(names))
+    if flavor not in FLAVOR_PACKAGES:
+        raise ValueError(f"unknown model flavor {flavor!r}; expected one of {sorted(FLAVOR_PACKAGES)}")
+    return tuple(f"{name}=={importlib.metadata.version(name)}" for name in sorted(FLAVOR_PACKAGES[flavor]))
 
 
 def pip_requirements(flavor: str = "sklearn") -> list[str]:
@@ -253,7 +249,6 @@ def pip_requirements(flavor: str = "sklearn") -> list[str]:
 
 def save_sklearn(model, path: Path, *, signature=None, input_example=None) -> str:
     """Save an sklearn model as an MLflow model dir with a canonical skops file; returns its sha256."""
-
     with without_volatile(model):
         mlflow.sklearn.save_model(
             model,
@@ -274,7 +269,6 @@ FORECASTER_DIR = Path("artifacts") / "forecaster"
 
 def save_forecaster(model, path: Path, *, signature=None, input_example=None) -> str:
     """Save a SensorForecaster as an MLflow pyfunc (models from code, JSON/parquet state); returns its sha256."""
-
     with tempfile.TemporaryDirectory() as tmp:
         state = model.save(Path(tmp) / "forecaster")
         mlflow.pyfunc.save_model(
@@ -299,7 +293,6 @@ def load_forecaster(model_dir: Path, expected_sha256: str | None = None):
 
 def load_sklearn(model_dir: Path, expected_sha256: str | None = None):
     """Load a skops model file after checking its sha256 (when given) against the registry's record."""
-
     f = Path(model_dir) / MODEL_FILE
     _verify(f, sha256_file(f), expected_sha256)
     return skops.io.load(f, trusted=TRUSTED_TYPES)
@@ -480,7 +473,9 @@ def log_and_register(
                     export_dir=export_dir,
                 )
     if comparison_path is not None:
-        write_comparison(comparison_path, name, str(mv.version), metrics, champion, verdicts, passed)
+        comparison.write_comparison(
+            comparison_path, name, str(mv.version), metrics, champion, verdicts, passed
+        )
     return Registration(
         name=name,
         run_id=run.info.run_id,
@@ -495,7 +490,6 @@ def log_and_register(
 
 def describe_training(frame, time_column: str) -> dict[str, Any]:
     """Rows and time span of a training frame, for the `training_data` of `log_and_register`."""
-
     t = pd.to_datetime(frame[time_column])
     return {"rows": int(len(frame)), "from": str(t.min()), "to": str(t.max()), "time_column": time_column}
 
@@ -513,44 +507,8 @@ def _set_champion(c, name: str, version: str) -> None:
     c.set_registered_model_alias(name, CHAMPION, version)
 
 
-def write_comparison(
-    path: Path,
-    name: str,
-    version: str,
-    metrics: Mapping[str, float],
-    champion: dict | None,
-    verdicts: list[tuple[bool, str]],
-    passed: bool,
-) -> Path:
-    """A markdown table of the new version's metrics against the champion it was compared with, and the gates."""
-    ref = (champion or {}).get("metrics", {})
-    head = f"champion v{champion['version']}" if champion else "champion (none yet)"
-    lines = [
-        f"# {name}: v{version} against the champion",
-        "",
-        f"Verdict: **{'promoted to champion' if passed else 'kept as challenger'}**.",
-        "",
-        f"| metric | new v{version} | {head} | change |",
-        "|---|---|---|---|",
-    ]
-    for key in sorted(metrics):
-        new = metrics[key]
-        if not _finite(new):
-            continue
-        old = ref.get(key)
-        delta = f"{float(new) - float(old):+.4g}" if old is not None and _finite(old) else ""
-        shown_old = f"{float(old):.4g}" if old is not None and _finite(old) else "–"
-        lines.append(f"| {key} | {float(new):.4g} | {shown_old} | {delta} |")
-    lines += ["", "## Gates", ""] + [f"- {'✅' if ok else '❌'} {msg}" for ok, msg in verdicts]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 def promote(name: str, version: str, *, export_dir: Path | None = None) -> dict:
     """Make a version champion by hand (the gates are bypassed: say why in the commit/ticket)."""
-
     c = client()
     before = champion_info(name)
     mv = c.get_model_version(name, str(version))
@@ -657,7 +615,6 @@ def export_model(
 
 def load_champion(name: str, alias: str = CHAMPION):
     """Download `models:/<name>@<alias>`, verify its sha256 and load it; returns (model, info dict)."""
-
     c = client()
     mv = c.get_model_version_by_alias(name, alias)
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{alias}"))

@@ -32,7 +32,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -41,11 +40,13 @@ from IPython.display import Markdown, display
 from ml import plots
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.data import eda, sources
-from ml.features import label_windows, sensor_grid
+from ml.data.gold import label_windows, sensor_grid
+from ml.reports.notebooks import write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["eda"]
 CHARTS = resolve(cfg["charts"])
+REAL_CHARTS = resolve(cfg["real_charts"])  # real-data charts: their own folder, kept when the data is absent
 silver_dir, gold_dir = resolve(params["features"]["silver"]), resolve(params["features"]["gold"])
 plots.use_style()
 pd.set_option("display.width", 160, "display.max_columns", 20)
@@ -164,7 +165,7 @@ display(eda.top_terms_by(incidents, "assignment_group"))
 # the pipeline, it does not measure model quality.
 
 # %%
-real = {}
+real, real_saved = {}, []
 nab_dir, uci_file = (
     SHARED_DATA / "nab_sample",
     SHARED_DATA / "incidents_uci_sample" / "incident_event_log_sample.csv",
@@ -174,23 +175,24 @@ if nab_dir.exists() and uci_file.exists():
     nab_series = label_windows(sensor_grid(nab_readings), nab_windows)
     nab_cov = eda.sensor_coverage(nab_series, nab_windows)
     display(nab_cov)
-    saved.append(
+    real_saved.append(
         plots.save(
             eda.plot_anomaly_windows(nab_series, nab_windows, list(nab_cov.index), "NAB sample"),
-            CHARTS,
-            "real_nab_anomaly_windows",
+            REAL_CHARTS,
+            "nab_anomaly_windows",
         )
     )
     uci = sources.load_incident_event_log(uci_file)
     uci_summary = eda.incident_summary(uci)
     display(pd.concat({DATA: summary, "UCI event-log sample": uci_summary}, axis=1))
-    saved.append(plots.save(eda.plot_breach_rates(uci, "UCI sample"), CHARTS, "real_uci_breach_rates"))
-    saved.append(plots.save(eda.plot_ttr_tail(uci, "UCI sample"), CHARTS, "real_uci_ttr_tail"))
+    real_saved.append(plots.save(eda.plot_breach_rates(uci, "UCI sample"), REAL_CHARTS, "uci_breach_rates"))
+    real_saved.append(plots.save(eda.plot_ttr_tail(uci, "UCI sample"), REAL_CHARTS, "uci_ttr_tail"))
     real = {
         "nab_sensors": int(nab_cov.shape[0]),
         "nab_windows": int(len(nab_windows)),
         "uci_incidents": int(len(uci)),
         "uci_breach_rate_pct": float(uci_summary["SLA breach rate (closed, %)"]),
+        "charts": sorted(Path(p).name for p in real_saved),
     }
 else:
     display(Markdown("`../shared/data` is not here (a fresh clone): real-data views skipped."))
@@ -199,6 +201,8 @@ else:
 # ## Recorded results
 #
 # The numbers below go to `metrics/eda.json` (a DVC metric) and are read back by the notebook smoke test.
+# The real-data numbers go to `metrics/real/eda.json` and their charts to `docs/ml/real/eda/`, written only
+# when `../shared/data` is here: a run without it leaves the committed real-data results as they are.
 
 # %% tags=["opslab-record"]
 record = {
@@ -216,9 +220,6 @@ record = {
     "ttr_median_hours": float(summary["median hours to resolve"]),
     "ttr_p90_hours": float(summary["P90 hours to resolve"]),
     "charts": sorted(Path(p).name for p in saved),
-    "real": real,
 }
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+real_record = real
+record = write_record(resolve(cfg["metrics"]), record, real=real_record)

@@ -20,7 +20,7 @@
 # features (`ml.features.SensorWindowFeatures`: deviation from the sensor's normal daily profile, short and
 # long z-scores, differences, spread, flat runs, drift, time of day/week) and scores them with an
 # Isolation Forest (`ml.sensors.anomaly.CalibratedIsolationForest`). The same fitted object scores here, in batch
-# (`data/scores/sensor_anomalies.parquet`), in the NAB runner (`python -m ml.sensors.anomaly nab`) and in the service.
+# (`data/scores/sensor_anomalies.parquet`), in the NAB runner (`python -m ml.sensors.nab`) and in the service.
 #
 # **How it is judged.** Time-ordered split per sensor: the first `train_fraction` of each series trains
 # (its last part, unseen by the forest, sets the threshold), the rest is scored. Every detector — the
@@ -34,7 +34,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -44,8 +43,8 @@ from ml import plots, registry
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.data import eda
 from ml.monitoring import reference
-from ml.reports.notebooks import jsonable
-from ml.sensors import anomaly, evaluation
+from ml.reports.notebooks import write_record
+from ml.sensors import anomaly, evaluation, nab
 from ml.sensors import charts as sensor_charts
 
 params = load_params(PARAMS_FILE)
@@ -144,7 +143,7 @@ saved.append(plots.save(fig, CHARTS, "score_distribution"))
 nab_dir = SHARED_DATA / "nab_sample"
 nab_table = pd.DataFrame()
 if nab_dir.exists():
-    nab_table = anomaly.nab_sample_comparison(nab_dir, cfg)
+    nab_table = nab.nab_sample_comparison(nab_dir, cfg)
     display(nab_table.pivot(index="sensor_id", columns="detector", values="event_f1"))
     display(nab_table.groupby("detector")[["detected", "windows", "false_alarm_events"]].sum())
 else:
@@ -197,16 +196,16 @@ record = {
     "synthetic": table.to_dict(orient="index"),
     "event_f1_margin_vs_best_baseline": metrics["event_f1_margin_vs_best_baseline"],
     "recall_by_kind": dict(zip(by_kind["anomaly_kind"], by_kind["recall"].astype(float), strict=True)),
+}
+real_record = {
     "nab_sample": {f"{r.sensor_id}|{r.detector}": {"event_f1": float(r.event_f1), "detected": int(r.detected),
                                                   "windows": int(r.windows),
                                                   "false_alarm_events": int(r.false_alarm_events)}
-                   for r in nab_table.itertuples()} if len(nab_table) else {},
+                   for r in nab_table.itertuples()},
+} if len(nab_table) else {}
+record |= {
     "registry": {"version": reg.version, "alias": reg.alias, "promoted": reg.promoted, "gates": reg.gates},
     "model_sha256": reg.model_sha256,
     "charts": sorted(Path(p).name for p in saved),
 }
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-record = jsonable(record)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+record = write_record(resolve(cfg["metrics"]), record, real=real_record)

@@ -33,7 +33,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -42,12 +41,13 @@ from IPython.display import Markdown, display
 from ml import plots, registry
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.monitoring import reference
-from ml.reports.notebooks import jsonable
-from ml.sensors import forecast
+from ml.reports.notebooks import write_record
+from ml.sensors import backtest, forecast, forecast_models
+from ml.sensors import charts as sensor_charts
 
 params = load_params(PARAMS_FILE)
 cfg = params["forecast"]
-model_cfg = {k: v for k, v in cfg.items() if k in forecast.DEFAULT_PARAMS}
+model_cfg = {k: v for k, v in cfg.items() if k in (*forecast_models.MODEL_KEYS, *forecast_models.RUNTIME_KEYS)}
 CHARTS = resolve(cfg["charts"])
 gold_dir = resolve(params["features"]["gold"])
 DATA = params["eda"]["data_name"]
@@ -64,7 +64,7 @@ print(f"{series['sensor_id'].nunique()} sensors, {len(series):,} hourly readings
 # %%
 forecaster = forecast.SensorForecaster().fit(series, model_cfg)
 bt = forecaster.backtest_
-overall = forecast.overall_table(bt)
+overall = backtest.overall_table(bt)
 display(overall)
 
 # %% [markdown]
@@ -74,7 +74,7 @@ display(overall)
 # `share_mase_lt1` is the share of sensors whose MASE is below 1.
 
 # %%
-by_sensor = forecast.backtest_table(bt)
+by_sensor = backtest.backtest_table(bt)
 display(forecaster.info()[["sensor_id", "kind", "model", "train_start", "train_end"]].set_index("sensor_id"))
 tables = resolve(cfg["tables"])
 tables.parent.mkdir(parents=True, exist_ok=True)
@@ -86,9 +86,9 @@ by_sensor.to_csv(tables, index=False, float_format="%.4f")
 
 # %%
 examples = series.drop_duplicates("kind")["sensor_id"].tolist()
-saved = [plots.save(forecast.plot_forecasts(series, forecaster, examples, data_name=DATA), CHARTS, "forecasts")]
-saved.append(plots.save(forecast.plot_error_by_horizon(bt, data_name=DATA), CHARTS, "error_by_horizon"))
-saved.append(plots.save(forecast.plot_coverage(bt, data_name=DATA), CHARTS, "coverage"))
+saved = [plots.save(sensor_charts.plot_forecasts(series, forecaster, examples, data_name=DATA), CHARTS, "forecasts")]
+saved.append(plots.save(sensor_charts.plot_error_by_horizon(bt, data_name=DATA), CHARTS, "error_by_horizon"))
+saved.append(plots.save(sensor_charts.plot_coverage(bt, data_name=DATA), CHARTS, "coverage"))
 
 # %% [markdown]
 # **Forecasts**: the next day after the last week of readings, with 80% (dark) and 95% (light) bands.
@@ -105,23 +105,23 @@ saved.append(plots.save(forecast.plot_coverage(bt, data_name=DATA), CHARTS, "cov
 nab_goals, nab_overall = {}, pd.DataFrame()
 nab_dir = SHARED_DATA / "nab_sample"
 if nab_dir.exists() and not SMOKE:
-    from ml import features
     from ml.data import sources
+    from ml.data.gold import label_windows, sensor_grid
 
     readings, windows = sources.load_nab_dir(nab_dir)
-    nab_series = forecast.resample_series(features.label_windows(features.sensor_grid(readings), windows), "1h")
-    nab_bt = forecast.backtest(nab_series, model_cfg)
-    nab_overall = forecast.overall_table(nab_bt)
-    display(forecast.backtest_table(nab_bt).query("is_chosen")[["sensor_id", "model", "mase", "mape", "cov80", "cov95"]])
+    nab_series = backtest.resample_series(label_windows(sensor_grid(readings), windows), "1h")
+    nab_bt = backtest.backtest(nab_series, model_cfg)
+    nab_overall = backtest.overall_table(nab_bt)
+    display(backtest.backtest_table(nab_bt).query("is_chosen")[["sensor_id", "model", "mase", "mape", "cov80", "cov95"]])
     display(nab_overall)
-    nab_goals = forecast.goal_metrics(nab_bt)
+    nab_goals = backtest.goal_metrics(nab_bt)
 else:
     display(Markdown("NAB sample skipped (no `../shared/data`, or a smoke run)."))
 
 # %% [markdown]
 # ## Register the forecaster (gates decide `champion`)
 #
-# Logged to MLflow as a pyfunc built from code (`ml/forecast_pyfunc.py`) with the JSON/parquet state as
+# Logged to MLflow as a pyfunc built from code (`ml/sensors/forecast_pyfunc.py`) with the JSON/parquet state as
 # its artifact; the sha256 of that state is `model_sha256`. Gates (in `params.yaml`) use the holdout
 # numbers: MASE < 1 on ≥ 80% of sensors, temperature MAPE ≤ 5%, 80% coverage within 5 points.
 #
@@ -129,7 +129,7 @@ else:
 # drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
-goals = forecast.goal_metrics(bt)
+goals = backtest.goal_metrics(bt)
 metrics = {k.replace(".", "_"): v for k, v in goals.items() if v is not None}
 metrics["holdout_share_mase_lt1"] = goals["selected_holdout.share_mase_lt1"]
 metrics["holdout_mape_temperature"] = goals["selected_holdout.mape_temperature"] or 0.0
@@ -144,18 +144,15 @@ reg = registry.log_and_register(
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% tags=["opslab-record"]
-record = jsonable({
+record = {
     "data": DATA,
     "smoke": SMOKE,
     "sensors": int(series["sensor_id"].nunique()),
     "chosen_models": forecaster.info()["model"].value_counts().to_dict(),
     "goals": goals,
-    "nab_sample": nab_goals,
     "registry": {"version": reg.version, "alias": reg.alias, "promoted": reg.promoted, "gates": reg.gates},
     "model_sha256": reg.model_sha256,
     "charts": sorted(Path(p).name for p in saved),
-})
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+}
+real_record = {"nab_sample": nab_goals} if nab_goals else {}
+record = write_record(resolve(cfg["metrics"]), record, real=real_record)

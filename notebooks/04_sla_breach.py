@@ -20,7 +20,7 @@
 # (`ml.data.schemas.OPEN_TIME_COLUMNS`: channel, site, impact/urgency/priority, category, configuration item,
 # assignment group, the ticket text, the SLA target) plus how many tickets the same group received in the
 # previous 24 hours. One scikit-learn object does everything from raw fields to a probability
-# (`ml.incidents.features.IncidentFeatures` → gradient boosting, wrapped in a time-respecting
+# (`ml.features.IncidentFeatures` → gradient boosting, wrapped in a time-respecting
 # `CalibratedClassifierCV`), so this notebook, the batch scores and the service compute the same thing.
 #
 # **How it is judged.** Time-ordered split: train on the past, test on the most recent
@@ -38,7 +38,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -46,10 +45,11 @@ from IPython.display import Markdown, display
 
 from ml import plots, registry
 from ml.config import load_params, resolve
+from ml.features import GROUP_LOAD
 from ml.incidents import charts, datasets, sla
-from ml.incidents import features as F
+from ml.incidents.targets import breach_target, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import jsonable
+from ml.reports.notebooks import write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["sla"]
@@ -62,12 +62,12 @@ pd.set_option("display.width", 180, "display.max_columns", 30, "display.precisio
 
 incidents = datasets.load_gold(resolve(params["features"]["gold"]), "incident_sla",
                                cfg["smoke_incidents"] if SMOKE else None)
-train, test = F.time_split(incidents, cfg["test_fraction"])
+train, test = time_split(incidents, cfg["test_fraction"])
 display(pd.DataFrame({
     "incidents": [len(train), len(test)],
     "from": [train["opened_at"].min(), test["opened_at"].min()],
     "to": [train["opened_at"].max(), test["opened_at"].max()],
-    "breach rate": [F.breach_target(train).mean(), F.breach_target(test).mean()],
+    "breach rate": [breach_target(train).mean(), breach_target(test).mean()],
 }, index=["train", "test"]))
 
 # %% [markdown]
@@ -85,7 +85,7 @@ metrics = sla.headline(table)
 # threshold chosen on training.
 
 # %%
-y_test = F.breach_target(test).to_numpy(dtype=int)
+y_test = breach_target(test).to_numpy(dtype=int)
 probs = {name: sla.breach_probability(m, test) for name, m in models.items() if name != "majority"}
 reliability = {name: sla.reliability_table(p, y_test) for name, p in probs.items()}
 saved = [
@@ -122,7 +122,7 @@ display(by_priority, by_contact)
 real = datasets.real_sample()
 real_table = pd.DataFrame()
 if real is not None:
-    real_train, real_test = F.time_split(real, cfg["real"]["test_fraction"])
+    real_train, real_test = time_split(real, cfg["real"]["test_fraction"])
     real_table, _ = sla.compare_sla(real_train, real_test, {**cfg, "use_text": False})
     display(pd.concat({DATA: table[["roc_auc", "pr_auc", "brier", "ece", "breach_rate", "n"]],
                        "UCI sample": real_table[["roc_auc", "pr_auc", "brier", "ece", "breach_rate", "n"]]},
@@ -140,7 +140,7 @@ else:
 # drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
-input_example = test[models["model"].estimator["features"].input_columns() + [F.GROUP_LOAD]].head(5)
+input_example = test[models["model"].estimator["features"].input_columns() + [GROUP_LOAD]].head(5)
 reg = registry.log_and_register(
     "incident-sla", models["model"], params={"sla": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=input_example, charts=saved,
@@ -155,13 +155,9 @@ record = {
     "smoke": SMOKE,
     "synthetic": table.drop(columns="passes_gate").to_dict(orient="index"),
     "headline": metrics,
-    "real_sample": real_table.drop(columns="passes_gate").to_dict(orient="index") if len(real_table) else {},
     "registry": {"version": reg.version, "alias": reg.alias, "promoted": reg.promoted, "gates": reg.gates},
     "model_sha256": reg.model_sha256,
     "charts": sorted(Path(p).name for p in saved),
 }
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-record = jsonable(record)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+real_record = {"real_sample": real_table.drop(columns="passes_gate").to_dict(orient="index")} if len(real_table) else {}
+record = write_record(resolve(cfg["metrics"]), record, real=real_record)

@@ -22,7 +22,7 @@
 # **Heavy tails.** Resolution times span minutes to months (a ticket waiting for a vendor or a part).
 # The model therefore works on **log1p(hours)**: one gradient-boosting regressor per quantile with the
 # pinball (quantile) loss, on the same open-time features as the SLA model
-# (`ml.incidents.features.IncidentFeatures`), predictions sorted so quantiles never cross, and each
+# (`ml.features.IncidentFeatures`), predictions sorted so quantiles never cross, and each
 # quantile shifted by **split-conformal** calibration on the latest slice of training so that the
 # P10-P90 band covers about 80% of later tickets (`ml.incidents.ttr.TTRQuantileModel`).
 #
@@ -37,7 +37,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +45,11 @@ from IPython.display import Markdown, display
 
 from ml import plots, registry
 from ml.config import load_params, resolve
+from ml.features import GROUP_LOAD
 from ml.incidents import charts, datasets, ttr
-from ml.incidents import features as F
+from ml.incidents.targets import time_split, ttr_hours_target
 from ml.monitoring import reference
-from ml.reports.notebooks import jsonable
+from ml.reports.notebooks import write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["ttr"]
@@ -62,14 +62,14 @@ pd.set_option("display.width", 180, "display.max_columns", 30, "display.precisio
 
 incidents = datasets.load_gold(resolve(params["features"]["gold"]), "incident_ttr",
                                cfg["smoke_incidents"] if SMOKE else None)
-train, test = F.time_split(incidents, cfg["test_fraction"])
-hours_train = F.ttr_hours_target(train)
+train, test = time_split(incidents, cfg["test_fraction"])
+hours_train = ttr_hours_target(train)
 display(pd.DataFrame({
     "incidents": [len(train), len(test)],
     "from": [train["opened_at"].min(), test["opened_at"].min()],
     "to": [train["opened_at"].max(), test["opened_at"].max()],
-    "median hours": [hours_train.median(), F.ttr_hours_target(test).median()],
-    "P99 hours": [hours_train.quantile(0.99), F.ttr_hours_target(test).quantile(0.99)],
+    "median hours": [hours_train.median(), ttr_hours_target(test).median()],
+    "P99 hours": [hours_train.quantile(0.99), ttr_hours_target(test).quantile(0.99)],
 }, index=["train", "test"]))
 
 # %% [markdown]
@@ -86,7 +86,7 @@ metrics = ttr.headline(table)
 # `share_below_p10` should be near 0.1, `share_below_p50` near 0.5 and `share_below_p90` near 0.9.
 
 # %%
-hours = F.ttr_hours_target(test).to_numpy()
+hours = ttr_hours_target(test).to_numpy()
 pred = ttr.predict_ttr(models["model"], test).to_numpy()
 base = ttr.predict_priority_baseline(models["priority_baseline"], test)
 by_row = pd.DataFrame({
@@ -112,7 +112,7 @@ display(by_row.groupby("priority").agg(incidents=("inside", "size"), model_media
 real = datasets.real_sample()
 real_table = pd.DataFrame()
 if real is not None:
-    real_train, real_test = F.time_split(real, cfg["real"]["test_fraction"])
+    real_train, real_test = time_split(real, cfg["real"]["test_fraction"])
     real_table, _ = ttr.compare_ttr(real_train, real_test, {**cfg, "use_text": False})
     shown = ["mae_p50_hours", "median_ae_p50_hours", "mae_p50_log1p", "pinball_p50_log1p", "coverage",
              "median_width_hours", "n"]
@@ -127,7 +127,7 @@ else:
 # drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
 
 # %%
-input_example = test[models["model"]["features"].input_columns() + [F.GROUP_LOAD]].head(5)
+input_example = test[models["model"]["features"].input_columns() + [GROUP_LOAD]].head(5)
 reg = registry.log_and_register(
     "incident-ttr", models["model"], params={"ttr": cfg}, metrics=metrics,
     gates=registry.gates_from_params(cfg["gates"]), input_example=input_example, charts=saved,
@@ -142,13 +142,9 @@ record = {
     "smoke": SMOKE,
     "synthetic": table.to_dict(orient="index"),
     "headline": metrics,
-    "real_sample": real_table.to_dict(orient="index") if len(real_table) else {},
     "registry": {"version": reg.version, "alias": reg.alias, "promoted": reg.promoted, "gates": reg.gates},
     "model_sha256": reg.model_sha256,
     "charts": sorted(Path(p).name for p in saved),
 }
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-record = jsonable(record)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+real_record = {"real_sample": real_table.to_dict(orient="index")} if len(real_table) else {}
+record = write_record(resolve(cfg["metrics"]), record, real=real_record)

@@ -46,7 +46,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 import time
 from pathlib import Path
 
@@ -55,10 +54,11 @@ from IPython.display import Markdown, display
 
 from ml import plots, registry
 from ml.config import load_params, resolve
+from ml.incidents import charts
 from ml.incidents import clusters as C
-from ml.incidents import features as F
+from ml.incidents.targets import sort_by_time, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import jsonable
+from ml.reports.notebooks import write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["clustering"]
@@ -73,8 +73,8 @@ silver_path = resolve(params["features"]["silver"]) / "incidents.parquet"
 incidents = pd.read_parquet(silver_path)
 if SMOKE:
     incidents = incidents.sample(n=min(cfg["smoke_incidents"], len(incidents)), random_state=cfg["seed"])
-incidents = F.sort_by_time(incidents).reset_index(drop=True)
-train, holdout = F.time_split(incidents, cfg["holdout_fraction"], closed_only=False)
+incidents = sort_by_time(incidents).reset_index(drop=True)
+train, holdout = time_split(incidents, cfg["holdout_fraction"], closed_only=False)
 has_truth = incidents["root_cause"].notna().any()
 display(pd.DataFrame({
     "incidents": [len(train), len(holdout)],
@@ -93,7 +93,7 @@ model = C.fit_clusterer(train, cfg)
 fit_seconds = time.perf_counter() - started
 print(f"fitted in {fit_seconds:.1f} s; k = {model.k_}; rule: {model.criterion_}")
 display(pd.Series(model.k_scores_, name="silhouette").rename_axis("k").to_frame().T)
-saved = [plots.save(C.plot_k_selection(model, DATA), CHARTS, "k_selection")]
+saved = [plots.save(charts.plot_k_selection(model, DATA), CHARTS, "k_selection")]
 
 # %% [markdown]
 # The silhouette compares each ticket's distance to its own cluster with the nearest other cluster
@@ -120,7 +120,7 @@ if has_truth:
     display(pd.concat({"train (fit)": on_train, "holdout (predict)": on_holdout}))
     match = C.recurring_match(train_labels, train["root_cause"])
     display(match.set_index("root_cause"))
-    fig = C.plot_root_cause_heatmap(train_labels, train["root_cause"], f"{DATA} training")
+    fig = charts.plot_root_cause_heatmap(train_labels, train["root_cause"], f"{DATA} training")
     saved.append(plots.save(fig, CHARTS, "root_cause_heatmap"))
 else:
     on_train = on_holdout = match = pd.DataFrame()
@@ -152,9 +152,9 @@ display(table[["size", "top_terms", "example_1", "example_2", "category", "syste
 everything = model.predict(incidents)
 bursts = C.burst_table(everything, incidents["opened_at"], **cfg["burst"])
 bursting = [int(c) for c in bursts.index[bursts["recurring"]]]
-saved.append(plots.save(C.plot_cluster_sizes(model, train_labels, f"{DATA} training", recurring=bursting),
+saved.append(plots.save(charts.plot_cluster_sizes(model, train_labels, f"{DATA} training", recurring=bursting),
                         CHARTS, "cluster_sizes"))
-saved.append(plots.save(C.plot_cluster_map(model, train, f"{DATA} training", highlight=bursting,
+saved.append(plots.save(charts.plot_cluster_map(model, train, f"{DATA} training", highlight=bursting,
                                            seed=cfg["seed"]), CHARTS, "cluster_map"))
 
 # %% [markdown]
@@ -182,7 +182,7 @@ else:
     burst_metrics = {"bursting_clusters": len(bursting)}
 display(shown)
 top = list(shown.sort_values("burst_tickets", ascending=False).index[: cfg["top_bursting"]])
-fig = C.plot_weekly_volume(everything, incidents["opened_at"], top, model, f"{DATA}, training + holdout")
+fig = charts.plot_weekly_volume(everything, incidents["opened_at"], top, model, f"{DATA}, training + holdout")
 saved.append(plots.save(fig, CHARTS, "weekly_volume"))
 
 # %% [markdown]
@@ -242,8 +242,4 @@ record = {
     "model_sha256": reg.model_sha256,
     "charts": sorted(Path(p).name for p in saved),
 }
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-record = jsonable(record)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+record = write_record(resolve(cfg["metrics"]), record)

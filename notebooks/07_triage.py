@@ -20,7 +20,7 @@
 # **when the ticket is opened**: the short description (weighted up), the description, and how the ticket
 # came in (channel, site, impact, urgency, priority). Not the targets, and not the configuration item,
 # which callers rarely fill in (the next notebook predicts it). One scikit-learn object goes from raw fields
-# to an answer (`ml.incidents.triage.PrecisionTargetClassifier`: `ml.incidents.text.IncidentTextFeatures`
+# to an answer (`ml.incidents.abstain.PrecisionTargetClassifier`: `ml.incidents.text.IncidentTextFeatures`
 # → word and character TF-IDF + one-hot metadata → multinomial logistic regression, one head per target).
 #
 # Like ServiceNow Predictive Intelligence, it **answers only when it is confident enough**: each class
@@ -43,7 +43,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -51,11 +50,10 @@ from IPython.display import Markdown, display
 
 from ml import plots, registry
 from ml.config import load_params, resolve
-from ml.incidents import datasets, similar, triage
-from ml.incidents import features as F
-from ml.incidents import triage_charts as charts
+from ml.incidents import charts, datasets, similar, triage
+from ml.incidents.targets import sort_by_time, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import jsonable
+from ml.reports.notebooks import write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["triage"]
@@ -67,9 +65,9 @@ plots.use_style()
 pd.set_option("display.width", 180, "display.max_columns", 30, "display.precision", 3,
               "display.max_colwidth", 70)
 
-incidents = F.sort_by_time(pd.read_parquet(resolve(params["features"]["silver"]) / "incidents.parquet"))
+incidents = sort_by_time(pd.read_parquet(resolve(params["features"]["silver"]) / "incidents.parquet"))
 incidents = incidents.head(cfg["smoke_incidents"]).reset_index(drop=True) if SMOKE else incidents
-train, test = F.time_split(incidents, cfg["test_fraction"], closed_only=cfg["closed_only"])
+train, test = time_split(incidents, cfg["test_fraction"], closed_only=cfg["closed_only"])
 display(pd.DataFrame({
     "incidents": [len(train), len(test)],
     "from": [train["opened_at"].min(), test["opened_at"].min()],
@@ -184,7 +182,7 @@ uci = datasets.real_sample()
 uci_report = None
 if uci is not None:
     uci_cfg = {**cfg, **cfg["real"]}
-    uci_train, uci_test = F.time_split(uci, uci_cfg["test_fraction"], closed_only=cfg["closed_only"])
+    uci_train, uci_test = time_split(uci, uci_cfg["test_fraction"], closed_only=cfg["closed_only"])
     uci_report = triage.compare_triage(uci_train, uci_test, uci_cfg)
     display(uci_report.table)
     display(uci_report.per_class["assignment_group"].sort_values("support", ascending=False).head(12))
@@ -231,17 +229,14 @@ record = {
     "per_class": {t: table.to_dict(orient="index") for t, table in report.per_class.items()},
     "fit_seconds": report.fit_seconds,
     "similar": sim_metrics,
-    "uci_sample": ({f"{t}|{m}": row for (t, m), row in uci_report.table.to_dict(orient="index").items()}
-                   if uci_report is not None else {}),
-    "uci_fit_seconds": uci_report.fit_seconds if uci_report is not None else None,
     "registry": {"version": reg.version, "alias": reg.alias, "promoted": reg.promoted, "gates": reg.gates},
     "model_sha256": reg.model_sha256,
     "similar_registry": {"version": sim_reg.version, "alias": sim_reg.alias, "promoted": sim_reg.promoted,
                          "gates": sim_reg.gates, "model_sha256": sim_reg.model_sha256},
     "charts": sorted(Path(p).name for p in saved),
 }
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-record = jsonable(record)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+real_record = {
+    "uci_sample": {f"{t}|{m}": row for (t, m), row in uci_report.table.to_dict(orient="index").items()},
+    "uci_fit_seconds": uci_report.fit_seconds,
+} if uci_report is not None else {}
+record = write_record(resolve(cfg["metrics"]), record, real=real_record)

@@ -18,7 +18,7 @@
 #
 # Which system is this ticket about, and which team owns it? Callers rarely fill in the configuration
 # item (the real ServiceNow log has it for 0.2% of tickets), so the system has to be read from the text.
-# The model (`incident-system-team`) is the same `ml.incidents.triage.PrecisionTargetClassifier` as
+# The model (`incident-system-team`) is the same `ml.incidents.abstain.PrecisionTargetClassifier` as
 # triage — text (short description weighted up, description, character n-grams for typos and error codes)
 # plus channel, site, impact, urgency and priority → multinomial logistic regression — with two heads:
 # `cmdb_ci` (the system) and `owning_team` (the team that owns it in the CMDB). Neither is an input, nor is
@@ -40,7 +40,6 @@ PARAMS_FILE = "params.yaml"
 SMOKE = False
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -48,11 +47,10 @@ from IPython.display import Markdown, display
 
 from ml import plots, registry
 from ml.config import load_params, resolve
-from ml.incidents import datasets, system_team, triage
-from ml.incidents import features as F
-from ml.incidents import triage_charts as charts
+from ml.incidents import charts, datasets, system_team, triage
+from ml.incidents.targets import sort_by_time, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import jsonable
+from ml.reports.notebooks import write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["system_team"]
@@ -64,9 +62,9 @@ plots.use_style()
 pd.set_option("display.width", 180, "display.max_columns", 30, "display.precision", 3,
               "display.max_colwidth", 70)
 
-incidents = F.sort_by_time(pd.read_parquet(resolve(params["features"]["silver"]) / "incidents.parquet"))
+incidents = sort_by_time(pd.read_parquet(resolve(params["features"]["silver"]) / "incidents.parquet"))
 incidents = incidents.head(cfg["smoke_incidents"]).reset_index(drop=True) if SMOKE else incidents
-train, test = F.time_split(incidents, cfg["test_fraction"], closed_only=cfg["closed_only"])
+train, test = time_split(incidents, cfg["test_fraction"], closed_only=cfg["closed_only"])
 display(pd.DataFrame({
     "incidents": [len(train), len(test)],
     "from": [train["opened_at"].min(), test["opened_at"].min()],
@@ -180,13 +178,9 @@ record = {
     "per_class": {t: table.to_dict(orient="index") for t, table in report.per_class.items()},
     "fit_seconds": report.fit_seconds,
     "heads_vs_cmdb": agreement,
-    "uci_sample": uci_facts,
     "registry": {"version": reg.version, "alias": reg.alias, "promoted": reg.promoted, "gates": reg.gates},
     "model_sha256": reg.model_sha256,
     "charts": sorted(Path(p).name for p in saved),
 }
-metrics_file = resolve(cfg["metrics"])
-metrics_file.parent.mkdir(parents=True, exist_ok=True)
-record = jsonable(record)
-metrics_file.write_text(json.dumps(record, indent=2) + "\n")
-print(json.dumps(record))
+real_record = {"uci_sample": uci_facts} if uci_facts else {}
+record = write_record(resolve(cfg["metrics"]), record, real=real_record)

@@ -22,7 +22,7 @@
 # ticket mix, and the models' outputs are watched where their labels arrive later (SLA breach, time to
 # resolve).
 #
-# **Method.** Per feature, the **population stability index** (`ml.monitoring.psi`): bins cut at the
+# **Method.** Per feature, the **population stability index** (`ml.monitoring.drift.psi`): bins cut at the
 # reference's deciles (numbers) or one per category, PSI = Σ (cur − ref) · ln(cur / ref) over the bins.
 # 0 means the same distribution; 0.1 is the usual "moderate shift" line, 0.25 "large". The share of
 # features above the threshold is the window's **drift share**. Evidently 0.7 (`DataDriftPreset` +
@@ -48,11 +48,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ml import monitoring, plots
+from ml import plots
 from ml.config import load_params, resolve
+from ml.data import landing
+from ml.features import add_group_load
 from ml.incidents import sla, ttr
-from ml.incidents.features import add_group_load, breach_target, is_closed, ttr_hours_target
-from ml.reports.notebooks import jsonable
+from ml.incidents.targets import breach_target, is_closed, ttr_hours_target
+from ml.monitoring import charts, drift, timeline
+from ml.monitoring.evidently import drift_report
+from ml.reports.notebooks import write_record
 
 started = time.perf_counter()
 params = load_params(PARAMS_FILE)
@@ -67,8 +71,8 @@ ROLLOUT_AT, ROLLOUT_SYSTEM = injected["incident_rollout_at"], injected["rollout_
 plots.use_style()
 pd.set_option("display.width", 180, "display.max_columns", 30, "display.precision", 3)
 
-readings, sensor_as_of = monitoring.read_landing(LANDING, "sensors")
-incidents, incident_as_of = monitoring.read_landing(LANDING, "incidents")
+readings, sensor_as_of = landing.read_landing(LANDING, "sensors")
+incidents, incident_as_of = landing.read_landing(LANDING, "incidents")
 scores_path = resolve(params["anomaly"]["scores"])
 scores = pd.read_parquet(scores_path) if scores_path.exists() else None
 if SMOKE:
@@ -101,21 +105,21 @@ print(f"injected: recalibration of {RECALIBRATED} at {RECAL_AT}; {ROLLOUT_SYSTEM
 # without any shift, so `monitoring.sensors.psi_threshold` is 0.5.
 
 # %%
-sensor_table, change_reference, changes = monitoring.sensor_change_drift(
+sensor_table, change_reference, changes = timeline.sensor_change_drift(
     readings, sensor_as_of, scores=scores, lag=scfg["change_lag"], reference_weeks=scfg["change_reference_weeks"],
     exclude_margin=scfg["exclude_margin"], threshold=scfg["psi_threshold"], bins=cfg["bins"],
     min_rows=scfg["min_rows"],
 )  # fmt: skip
-fig = monitoring.plot_drift_over_time(
+fig = charts.plot_drift_over_time(
     sensor_table, title=f"Sensors: drift of week-over-week changes per weekly batch (synthetic, {len(change_reference)} "
     "reference hours)", threshold=scfg["psi_threshold"], injected_at=RECAL_AT, injected_label="recalibration",
     features=RECALIBRATED,
 )  # fmt: skip
 saved = [plots.save(fig, CHARTS, "sensor_drift_over_time")]
-fig = monitoring.plot_psi_heatmap(sensor_table, title="Sensors: PSI of week-over-week changes, sensor x weekly batch "
-                                  "(* recalibrated)", threshold=scfg["psi_threshold"], highlight=RECALIBRATED)  # fmt: skip
+fig = charts.plot_psi_heatmap(sensor_table, title="Sensors: PSI of week-over-week changes, sensor x weekly batch "
+                              "(* recalibrated)", threshold=scfg["psi_threshold"], highlight=RECALIBRATED)  # fmt: skip
 saved.append(plots.save(fig, CHARTS, "sensor_psi_heatmap"))
-display(monitoring.drift_share(sensor_table))
+display(timeline.drift_share(sensor_table))
 
 # %% [markdown]
 # When was drift first detected? `detected_at` is the end of the first drifted window that ends after
@@ -123,10 +127,10 @@ display(monitoring.drift_share(sensor_table))
 # was flagged earlier (a false alarm).
 
 # %%
-sensor_first = monitoring.first_detection(sensor_table, injected_at=RECAL_AT)
+sensor_first = timeline.first_detection(sensor_table, injected_at=RECAL_AT)
 shown = ["feature", "first_drift_window", "psi_at_first", "drifted_before", "detected_at", "delay_days", "max_psi",
          "windows_drifted"]  # fmt: skip
-sensor_md = monitoring.markdown_table(sensor_first.loc[sensor_first["windows_drifted"] > 0, shown])
+sensor_md = timeline.markdown_table(sensor_first.loc[sensor_first["windows_drifted"] > 0, shown])
 display(Markdown(sensor_md))
 before_shift = sensor_table[
     sensor_table["window_start"] + pd.Timedelta(scfg["change_lag"]) <= pd.Timestamp(RECAL_AT)
@@ -149,18 +153,18 @@ print(
 # ## Sensors: distance from the training period (what `/check_drift` reports)
 #
 # The service compares a batch with the reference saved with the model: each sensor's value minus its
-# training-period profile (median per hour, weekdays and weekends apart; `ml.monitoring.SensorLevels`).
+# training-period profile (median per hour, weekdays and weekends apart; `ml.monitoring.drift.SensorLevels`).
 
 # %%
-level_table = monitoring.sensor_level_drift(readings, sensor_as_of, reference_fraction=scfg["reference_fraction"],
-                                            threshold=cfg["psi_threshold"], bins=cfg["bins"], min_rows=scfg["min_rows"])  # fmt: skip
-fig = monitoring.plot_drift_over_time(
+level_table = timeline.sensor_level_drift(readings, sensor_as_of, reference_fraction=scfg["reference_fraction"],
+                                          threshold=cfg["psi_threshold"], bins=cfg["bins"], min_rows=scfg["min_rows"])  # fmt: skip
+fig = charts.plot_drift_over_time(
     level_table, title="Sensors: level against the training period (first "
     f"{scfg['reference_fraction']:.0%}) per weekly batch (synthetic)", threshold=cfg["psi_threshold"],
     injected_at=RECAL_AT, injected_label="recalibration", features=RECALIBRATED,
 )  # fmt: skip
 saved.append(plots.save(fig, CHARTS, "sensor_level_drift"))
-level_share = monitoring.drift_share(level_table)
+level_share = timeline.drift_share(level_table)
 display(level_share)
 
 # %% [markdown]
@@ -175,32 +179,32 @@ display(level_share)
 #
 # The features a triage or SLA model sees at open time: category, subcategory, configuration item
 # (`cmdb_ci`), assignment group, contact type, priority, location, text length and hour of arrival
-# (`ml.monitoring.incident_monitor_frame`). Each batch window holds the tickets **opened** since the
+# (`ml.monitoring.drift.incident_monitor_frame`). Each batch window holds the tickets **opened** since the
 # previous export; the reference is every ticket opened before `reference_until`.
 
 # %%
-incident_table, incident_reference = monitoring.incident_drift(
+incident_table, incident_reference = timeline.incident_drift(
     incidents, incident_as_of, reference_until=icfg["reference_until"], threshold=cfg["psi_threshold"],
     bins=cfg["bins"], min_rows=icfg["min_rows"],
 )  # fmt: skip
-fig = monitoring.plot_drift_over_time(
+fig = charts.plot_drift_over_time(
     incident_table, title=f"Incidents: ticket-mix drift per two-week batch against tickets opened before "
     f"{icfg['reference_until']} (synthetic)", threshold=cfg["psi_threshold"], injected_at=ROLLOUT_AT,
     injected_label=f"{ROLLOUT_SYSTEM} live",
 )  # fmt: skip
 saved.append(plots.save(fig, CHARTS, "incident_drift_over_time"))
-fig = monitoring.plot_psi_heatmap(incident_table, title="Incidents: PSI per feature x two-week batch",
-                                  threshold=cfg["psi_threshold"], highlight=["cmdb_ci", "assignment_group"])  # fmt: skip
+fig = charts.plot_psi_heatmap(incident_table, title="Incidents: PSI per feature x two-week batch",
+                              threshold=cfg["psi_threshold"], highlight=["cmdb_ci", "assignment_group"])  # fmt: skip
 saved.append(plots.save(fig, CHARTS, "incident_psi_heatmap"))
-incident_share = monitoring.drift_share(incident_table)
+incident_share = timeline.drift_share(incident_table)
 
 # %%
-incident_first = monitoring.first_detection(incident_table, injected_at=ROLLOUT_AT)
-incident_sustained = monitoring.first_detection(
+incident_first = timeline.first_detection(incident_table, injected_at=ROLLOUT_AT)
+incident_sustained = timeline.first_detection(
     incident_table, injected_at=ROLLOUT_AT, persistence=icfg["persistence"]
 )
-incident_md = monitoring.markdown_table(incident_first[shown])
-sustained_md = monitoring.markdown_table(incident_sustained[shown])
+incident_md = timeline.markdown_table(incident_first[shown])
+sustained_md = timeline.markdown_table(incident_sustained[shown])
 display(Markdown("**Any window above the threshold**\n\n" + incident_md))
 display(Markdown(f"**Sustained: {icfg['persistence']} consecutive windows**\n\n" + sustained_md))
 
@@ -233,16 +237,16 @@ recal_window = scored.loc[scored["window_start"] <= pd.Timestamp(RECAL_AT), "win
 sensor_current = changes[
     (changes.index >= recal_window) & (changes.index < recal_window + pd.Timedelta(scfg["change_lag"]))
 ]
-incident_frame = monitoring.incident_monitor_frame(incidents)
+incident_frame = drift.incident_monitor_frame(incidents)
 incident_current = incident_frame[(incidents["opened_at"] >= ROLLOUT_AT).to_numpy()]
 reports = {}
 for name, ref, cur, ev in (
     ("sensors", change_reference, sensor_current, {**cfg["evidently"], **scfg["evidently"]}),
     ("incidents", incident_reference, incident_current, cfg["evidently"]),
 ):
-    reports[name] = monitoring.drift_report(ref, cur, out_html=CHARTS / f"evidently_{name}.html",
-                                            out_json=CHARTS / f"evidently_{name}.json", drift_share=ev["drift_share"],
-                                            method=ev["method"], threshold=ev["threshold"])  # fmt: skip
+    reports[name] = drift_report(ref, cur, out_html=CHARTS / f"evidently_{name}.html",
+                                 out_json=CHARTS / f"evidently_{name}.json", drift_share=ev["drift_share"],
+                                 method=ev["method"], threshold=ev["threshold"])  # fmt: skip
     drifted = [c for c, v in reports[name]["columns"].items() if v.get("drifted")]
     print(f"{name}: {reports[name]['rows_reference']:,} reference vs {reports[name]['rows_current']:,} current rows, "
           f"Evidently drift share {reports[name]['share_drifted']:.2f} ({drifted}); tests {reports[name]['tests']}; "
@@ -308,11 +312,11 @@ outcomes = pd.DataFrame({
     "log_ttr": np.log1p(ttr_hours_target(history)).to_numpy(),
 })  # fmt: skip
 roll = {"time": "opened_at", "window": pcfg["window"], "step": pcfg["step"], "min_rows": pcfg["min_rows"]}
-sla_perf = monitoring.rolling_performance(outcomes, score="p_breach", label="breached", **roll)
-ttr_perf = monitoring.rolling_performance(outcomes, score="log_p50", label="log_ttr", kind="regression",
-                                          lower="log_p10", upper="log_p90", **roll)  # fmt: skip
+sla_perf = timeline.rolling_performance(outcomes, score="p_breach", label="breached", **roll)
+ttr_perf = timeline.rolling_performance(outcomes, score="log_p50", label="log_ttr", kind="regression",
+                                        lower="log_p10", upper="log_p90", **roll)  # fmt: skip
 perf = sla_perf.merge(ttr_perf[["window_end", "mae", "coverage"]], on="window_end", how="outer")
-fig = monitoring.plot_rolling_performance(
+fig = charts.plot_rolling_performance(
     perf, ["roc_auc", "brier", "mae", "coverage"], title=f"Rolling {pcfg['window']} performance of light SLA and "
     "TTR models trained on the shaded reference period (synthetic, closed tickets)", event_at=ROLLOUT_AT,
     event_label=f"{ROLLOUT_SYSTEM} live", reference_until=icfg["reference_until"],
@@ -323,9 +327,9 @@ saved.append(plots.save(fig, CHARTS, "rolling_performance"))
 after = outcomes[outcomes["opened_at"] >= pd.Timestamp(ROLLOUT_AT)]
 by_segment = pd.DataFrame({
     ROLLOUT_SYSTEM if new else "other systems": {
-        **monitoring.performance(g, score="p_breach", label="breached"),
-        **{f"ttr_{k}": v for k, v in monitoring.performance(g, score="log_p50", label="log_ttr", kind="regression",
-                                                            lower="log_p10", upper="log_p90").items()},
+        **timeline.performance(g, score="p_breach", label="breached"),
+        **{f"ttr_{k}": v for k, v in timeline.performance(g, score="log_p50", label="log_ttr", kind="regression",
+                                                          lower="log_p10", upper="log_p90").items()},
     } for new, g in after.groupby("new_system")
 }).T  # fmt: skip
 display(by_segment[["n", "roc_auc", "brier", "positive_rate", "mean_score", "ttr_mae", "ttr_coverage"]])
@@ -366,12 +370,12 @@ else:
 # ## The quality gate
 #
 # `python -m ml.monitoring.quality --reference FILE --current FILE|DIR --out DIR` runs the pandera schemas of
-# `ml/schemas.py` and Evidently tests with thresholds from `params.yaml` (`quality:`): required columns,
+# `ml/data/schemas.py` and Evidently tests with thresholds from `params.yaml` (`quality:`): required columns,
 # unparseable values, invalid rows, missing share per column (against the reference's own share), new
 # categories, numbers outside the reference range, and the share of drifted columns (a warning only: a
 # real shift is not bad data). It exits 1 naming each failed test with the measured value and the
 # threshold, writes `quality.json` and `quality.html`, and runs as a DVC stage before training. The
-# newest landing batches pass it; `tests/test_quality.py` shows it stopping a corrupted file.
+# newest landing batches pass it; `tests/unit/monitoring/test_quality.py` shows it stopping a corrupted file.
 #
 # ## What was recorded
 
@@ -389,7 +393,7 @@ print("\n".join(str(p.relative_to(CHARTS.parent.parent.parent)) for p in saved))
 # %% tags=["opslab-record"]
 detected = sensor_first.set_index("feature")
 inc_any, inc_sus = incident_first.set_index("feature"), incident_sustained.set_index("feature")
-record = jsonable({
+record = {
     "smoke": SMOKE,
     "sensors": {
         "recalibration_at": RECAL_AT, "recalibrated": RECALIBRATED, "psi_threshold": scfg["psi_threshold"],
@@ -415,14 +419,12 @@ record = jsonable({
                       "drifted": sorted(c for c, x in v["columns"].items() if x.get("drifted"))}
                   for k, v in reports.items()},
     "prediction": {
-        "sla_roc_auc_reference": monitoring.performance(outcomes[outcomes["opened_at"] < icfg["reference_until"]],
-                                                        score="p_breach", label="breached")["roc_auc"],
+        "sla_roc_auc_reference": timeline.performance(outcomes[outcomes["opened_at"] < icfg["reference_until"]],
+                                                      score="p_breach", label="breached")["roc_auc"],
         "by_segment_after_rollout": by_segment[["n", "roc_auc", "brier", "ttr_mae", "ttr_coverage"]].to_dict("index"),
         "anomaly_alarm_rate_by_week_max": float(per_week["alarm_rate"].max()) if per_week is not None else None,
         "open_incidents_scored": int(open_summary["tickets"].sum()) if open_summary is not None else None,
     },
     "seconds": round(time.perf_counter() - started, 1),
-})  # fmt: skip
-resolve(cfg["metrics"]).parent.mkdir(parents=True, exist_ok=True)
-resolve(cfg["metrics"]).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-print(json.dumps(record))
+}  # fmt: skip
+record = write_record(resolve(cfg["metrics"]), record, sort_keys=True)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml import features
 from ml.config import load_params
-from ml.sensors import anomaly
+from ml.data.gold import sensor_grid
+from ml.sensors import anomaly, nab
 
 # row counts cycle through sizes like NAB's files (1.6k-22.7k rows)
 _SIZES = [4032, 7267, 18050, 22695, 10320, 4032, 3000, 1600, 6000, 4700]
@@ -55,7 +55,7 @@ def bench_nab(params: dict, nab_dir: Path | None) -> dict:
         else:
             source = str(nab_dir)
         t0 = time.perf_counter()
-        summary = anomaly.run_nab(nab_dir, tmp / "results", params)
+        summary = nab.run_nab(nab_dir, tmp / "results", params)
         wall = time.perf_counter() - t0
     return {
         "source": source,
@@ -80,7 +80,7 @@ def bench_latency(params: dict, repeats: int = 20) -> dict:
             "value": 40 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 1, n),
         }
     )
-    series = features.sensor_grid(frame).assign(is_anomaly=False)
+    series = sensor_grid(frame).assign(is_anomaly=False)
     pipe = anomaly.fit_detector(series, params)
     out = {}
     for batch in (1, 100, 1000):
@@ -101,7 +101,7 @@ def main() -> int:
     args = ap.parse_args()
     params = load_params(args.params)["anomaly"]
     results = {
-        "nab_runner": bench_nab(anomaly.nab_params(params), args.nab_dir),
+        "nab_runner": bench_nab(nab.nab_params(params), args.nab_dir),
         "detector_latency_median": bench_latency(params),
     }
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

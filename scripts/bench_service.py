@@ -43,10 +43,11 @@ MODEL_OF = {"/detect_anomaly": "sensor-anomaly", "/predict_sla": "incident-sla",
 
 # --- payloads ------------------------------------------------------------------------------------------
 def payloads(known_sensors: list[str]) -> dict[str, str]:
-    from ml.data import synth
+    from ml.data.synth.incidents import make_incidents
+    from ml.data.synth.sensors import make_sensors
     from ml.serving import schemas
 
-    readings, _ = synth.make_sensors(n_sensors=24, days=3, seed=11, anomalies_per_sensor=0)
+    readings, _ = make_sensors(n_sensors=24, days=3, seed=11, anomalies_per_sensor=0)
     sid = known_sensors[0] if known_sensors else readings["sensor_id"].iloc[0]
     one = readings[readings["sensor_id"] == readings["sensor_id"].iloc[0]].head(24)
     body_a = {
@@ -55,7 +56,7 @@ def payloads(known_sensors: list[str]) -> dict[str, str]:
             for t, v in zip(one["timestamp"], one["value"], strict=True)
         ]
     }
-    inc = synth.make_incidents(n_incidents=50, seed=11).iloc[7]
+    inc = make_incidents(n_incidents=50, seed=11).iloc[7]
     # the open-time fields the service takes, as a client sends them (caller and group load left out)
     incident = schemas.incident_payload(inc.drop(labels=["caller_id"]).to_dict())
     return {

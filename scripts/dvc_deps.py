@@ -97,7 +97,7 @@ def rewrite(text: str, deps: dict[str, list[str]]) -> str:
             lines = "".join(f"      - {d}\n" for d in deps[stage])
             # code deps go after the data deps of the stage
             data = re.match(r"((?:      - .*\n|      \s.*\n)*)", rest).group(1)
-            block = head + "    deps:\n" + data + lines + rest[len(data):]
+            block = head + "    deps:\n" + data + lines + rest[len(data) :]
         out.append(block)
     return "".join(out)
 
@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         if new != current:
             stages = yaml.safe_load(current)["stages"]
             want = expected()
-            bad = [s for s in want if sorted(d for d in stages[s].get("deps", []) if d.startswith("ml/")) != want[s]]
+            bad = [
+                s
+                for s in want
+                if sorted(d for d in stages[s].get("deps", []) if d.startswith("ml/")) != want[s]
+            ]
             print(f"dvc.yaml code deps out of date for {bad}: run `python -m scripts.dvc_deps`")
             return 1
         return 0

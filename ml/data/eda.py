@@ -8,7 +8,8 @@ import pandas as pd
 import seaborn as sns
 from sklearn.feature_extraction.text import CountVectorizer
 
-from ml.features import incident_targets, incident_text
+from ml.data.gold import incident_targets
+from ml.features import incident_text
 
 PRIORITY_NAMES = {1: "P1 critical", 2: "P2 high", 3: "P3 moderate", 4: "P4 low", 5: "P5 planning"}
 

@@ -6,6 +6,7 @@ later batch) winning, so re-ingesting a batch changes nothing. Rows that fail ro
 quarantine table with the reason; a file whose structure is wrong (missing column, wrong delimiter,
 empty, mostly unparseable) is refused whole with a message naming the file, the column and rows.
 Every write is atomic (temp file + rename): a crash mid-ingest leaves the previous silver intact.
+Reading and typing a landing file, and which files a domain has, is `ml.data.landing`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,16 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ml.config import load_params, resolve
-from ml.data import schemas
+from ml.data import schemas, sources
+from ml.data.landing import (
+    COLUMN_TYPES,
+    KEYS,
+    DataValidationError,
+    RowErrors,
+    coerce_columns,
+    ingest_files,
+    read_received,
+)
 
 SILVER_TABLES = {
     "sensor_readings": "sensor_readings.parquet",
@@ -37,127 +47,12 @@ SILVER_TABLES = {
 }
 QUARANTINE_COLUMNS = ["table", "file", "row", "column", "reason", "record"]
 LEDGER = "_batches.json"  # which batch hashes silver already holds
-
-
-class DataValidationError(ValueError):
-    """A file that cannot be loaded: names the file, the column and up to 5 offending rows."""
-
-    def __init__(self, file: str | os.PathLike, reason: str, column: str | None = None, rows=()):
-        self.file, self.reason, self.column = str(file), reason, column
-        self.rows = [int(r) for r in list(rows)[:5]]
-        where = f", column '{column}'" if column else ""
-        at = f", rows {self.rows}" if self.rows else ""
-        super().__init__(f"{self.file}{where}: {reason}{at}")
-
-
-# --- typing -----------------------------------------------------------------------------------
-# The declared type of every landing column; parsing failures become row-level errors.
-COLUMN_TYPES: dict[str, dict[str, str]] = {
-    "sensor_readings": {
-        "sensor_id": "str",
-        "kind": "str",
-        "unit": "str",
-        "timestamp": "datetime",
-        "value": "float",
-    },
-    "anomaly_windows": {"sensor_id": "str", "start": "datetime", "end": "datetime", "anomaly_kind": "str"},
-    "incidents": {
-        "number": "str",
-        "opened_at": "datetime",
-        "sys_updated_at": "datetime",
-        "state": "str",
-        "caller_id": "str",
-        "contact_type": "str",
-        "location": "str",
-        "impact": "int",
-        "urgency": "int",
-        "priority": "int",
-        "category": "str",
-        "subcategory": "str",
-        "cmdb_ci": "str",
-        "owning_team": "str",
-        "assignment_group": "str",
-        "short_description": "str",
-        "description": "str",
-        "sla_target_hours": "float",
-        "reassignment_count": "int",
-        "resolved_at": "datetime",
-        "closed_at": "datetime",
-        "made_sla": "bool",
-        "root_cause": "str",
-        "source": "str",
-    },
-}
-# Columns a file may omit (filled with missing); every other declared column is required.
-OPTIONAL_COLUMNS = {
-    "sensor_readings": {"unit"},
-    "anomaly_windows": set(),
-    "incidents": {"root_cause", "owning_team", "short_description", "description", "source", "location"},
-}
 SCHEMAS = {
     "sensor_readings": schemas.sensor_readings,
     "anomaly_windows": schemas.anomaly_windows,
     "incidents": schemas.incidents,
 }
-KEYS = {
-    "sensor_readings": schemas.READING_KEY,
-    "anomaly_windows": ["sensor_id", "start", "end"],
-    "incidents": [schemas.INCIDENT_KEY],
-}
 ORDER_BY = {"incidents": "sys_updated_at"}  # latest wins; other tables: the later batch wins
-
-
-@dataclass
-class RowErrors:
-    """Row-level problems of one file: received row position (also the frame's index label) -> (column, reason)."""
-
-    problems: dict[int, tuple[str, str]] = field(default_factory=dict)
-
-    def add(self, positions: Iterable[int], column: str, reason: str) -> None:
-        for p in positions:
-            self.problems.setdefault(int(p), (column, reason))
-
-
-def _coerce(raw: pd.DataFrame, table: str, file: str, errors: RowErrors) -> pd.DataFrame:
-    """Parse each declared column to its type; values that do not parse are recorded as row errors."""
-    types = COLUMN_TYPES[table]
-    missing = [c for c in types if c not in raw.columns and c not in OPTIONAL_COLUMNS[table]]
-    if missing:
-        raise DataValidationError(
-            file, f"missing required column(s) {missing}; found {list(raw.columns)}", column=missing[0]
-        )
-    out = pd.DataFrame(index=raw.index)
-    for col, kind in types.items():
-        s = raw[col] if col in raw.columns else pd.Series([None] * len(raw), index=raw.index, dtype=object)
-        present = s.notna() & (s.astype(str).str.strip() != "")
-        if kind == "str":
-            out[col] = s.where(present, None).map(lambda v: None if v is None else str(v)).astype(object)
-            continue
-        if kind == "float":
-            parsed = pd.to_numeric(s.where(present), errors="coerce").astype(float)
-            reason = "not a number"
-        elif kind == "int":
-            num = pd.to_numeric(s.where(present), errors="coerce")
-            whole = num.isna() | (num == np.round(num))
-            num = num.where(whole)
-            parsed = num.astype("Int64")
-            reason = "not a whole number"
-        elif kind == "datetime":
-            parsed = pd.to_datetime(s.where(present), errors="coerce", format="ISO8601")
-            if getattr(parsed.dt, "tz", None) is not None:
-                parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-            parsed = parsed.astype("datetime64[ns]")
-            reason = "unparseable date"
-        elif kind == "bool":
-            text = s.where(present).map(lambda v: str(v).strip().lower() if v is not None else v)
-            parsed = text.map({"true": True, "false": False, "1": True, "0": False}).astype("boolean")
-            reason = "not true/false"
-        else:  # pragma: no cover - declared types are fixed above
-            raise AssertionError(kind)
-        bad = present & parsed.isna()
-        errors.add(np.flatnonzero(bad.to_numpy()), col, f"{reason}: {col}")
-        out[col] = parsed
-    return out
 
 
 def _validate_rows(df: pd.DataFrame, table: str, errors: RowErrors) -> None:
@@ -208,7 +103,7 @@ def clean_batch(raw: pd.DataFrame, table: str, file: str, max_bad_fraction: floa
         raise DataValidationError(file, "empty file: no rows")
     raw = raw.reset_index(drop=True)
     errors = RowErrors()
-    typed = _coerce(raw, table, file, errors)
+    typed = coerce_columns(raw, table, file, errors)
     deduped = _dedupe(typed, table, errors)
     try:
         _validate_rows(deduped, table, errors)
@@ -237,35 +132,6 @@ def clean_batch(raw: pd.DataFrame, table: str, file: str, max_bad_fraction: floa
     )
     good = deduped.drop(index=deduped.index.intersection(bad_positions)).reset_index(drop=True)
     return good[list(COLUMN_TYPES[table])], quarantine, n_dups
-
-
-# --- reading received files --------------------------------------------------------------------
-def read_received(data: bytes, file: str) -> pd.DataFrame:
-    """Parse received bytes (CSV or JSON records) into a frame of strings, refusing empty/mis-delimited files."""
-    if not data.strip():
-        raise DataValidationError(file, "empty file")
-    if file.endswith(".json"):
-        try:
-            records = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise DataValidationError(file, f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-        if isinstance(records, dict):
-            records = records.get("records", records.get("result"))
-        if not isinstance(records, list):
-            raise DataValidationError(file, "expected a JSON array of records")
-        return pd.DataFrame.from_records(records, coerce_float=False).astype(object)
-    try:
-        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.ParserError as exc:
-        raise DataValidationError(file, f"not a readable CSV: {exc}") from exc
-    if len(frame.columns) == 1:
-        header = str(frame.columns[0])
-        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
-            if sep in header:
-                raise DataValidationError(
-                    file, f"wrong delimiter: header is {name}-separated, expected commas"
-                )
-    return frame
 
 
 # --- silver storage ---------------------------------------------------------------------------
@@ -394,17 +260,6 @@ def _frame_parser(loader: Callable[[Path], pd.DataFrame]) -> Callable[[bytes, st
     return parse
 
 
-def landing_batches(landing: Path, domain: str) -> list[tuple[str, Path]]:
-    """The synthetic export's files for a domain, oldest batch first, with the silver table each feeds."""
-    d = Path(landing) / domain
-    if domain == "sensors":
-        out = [("sensor_readings", p) for p in sorted(d.glob("readings_*.csv"))]
-        if (d / "anomaly_windows.csv").exists():
-            out.append(("anomaly_windows", d / "anomaly_windows.csv"))
-        return out
-    return [("incidents", p) for p in sorted(d.glob("incidents_*.json"))]
-
-
 def run(params: dict, *, root: Path | None = None) -> dict:
     """Ingest every configured source into bronze/silver and return counts for metrics/ingest.json."""
     cfg = params["ingest"]
@@ -415,11 +270,9 @@ def run(params: dict, *, root: Path | None = None) -> dict:
     for domain, source in cfg["sources"].items():
         kind = source["kind"]
         if kind == "synthetic":
-            for table, path in landing_batches(landing, domain):
+            for table, path in ingest_files(landing, domain):
                 results.append(ingest_file(path, table, root, max_bad_fraction=max_bad))
         elif kind == "nab":
-            from ml.data import sources
-
             data_dir = resolve(source["path"])
             for csv in sorted((data_dir / "data").rglob("*.csv")):
                 sid = str(csv.relative_to(data_dir / "data").with_suffix(""))
@@ -434,8 +287,6 @@ def run(params: dict, *, root: Path | None = None) -> dict:
                     ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad)
                 )
         elif kind == "servicenow_eventlog":
-            from ml.data import sources
-
             parse = _frame_parser(sources.load_incident_event_log)
             path = resolve(source["path"])
             results.append(ingest_file(path, "incidents", root, parse=parse, max_bad_fraction=max_bad))

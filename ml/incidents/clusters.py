@@ -7,7 +7,8 @@ never read: they serve only `root_cause_scores`, the evaluation.
 
 The rest of the module describes a fitted clustering on a frame of incidents: a per-cluster table (size, top
 terms, tickets closest to the centroid, dominant category/system/group), scores against the hidden root
-cause next to metadata-only baselines, weekly volumes with bursting clusters flagged, and the charts.
+cause next to metadata-only baselines, and weekly volumes with bursting clusters flagged (the charts are
+in `ml.incidents.charts`).
 """
 
 from __future__ import annotations
@@ -26,19 +27,23 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 from sklearn.preprocessing import OneHotEncoder, normalize
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
+from ml import config
 from ml.data import schemas
+from ml.features import MISSING, TEXT_COLUMNS
 
-TEXT_COLUMNS = ("short_description", "description")
 META_COLUMNS = ("category", "subcategory", "cmdb_ci")
-MISSING = "(missing)"
-ONE_OFF = "one-off"  # ml.data.synth.ONE_OFF: tickets of no recurring root cause
+ONE_OFF = "one-off"  # ml.data.synth.catalogues.ONE_OFF: tickets of no recurring root cause
 BASELINES = {"subcategory": ("subcategory",), "category_x_cmdb_ci": ("category", "cmdb_ci")}
 _SPACES = re.compile(r"\s+")
 
 
-def incident_text(frame: pd.DataFrame, max_chars: int | None = None) -> pd.Series:
-    """Short description + description, NFKC-normalised, lower case, whitespace collapsed, at most max_chars."""
+def cluster_text(frame: pd.DataFrame, max_chars: int | None = None) -> pd.Series:
+    """Short description + description, NFKC-normalised, lower case, whitespace collapsed, at most max_chars.
+
+    Lighter than `ml.features.clean_text` (URLs, e-mails and numbers stay as written): the clusters were
+    chosen on this text, and sharing the other cleaning would change them."""
     short = frame["short_description"].astype(object).where(frame["short_description"].notna(), "")
     desc = frame["description"].astype(object).where(frame["description"].notna(), "")
     text = (short.astype(str) + " . " + desc.astype(str)).map(_clean)
@@ -52,7 +57,7 @@ def _clean(text: str) -> str:
 class IncidentClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     """Raw incidents -> cluster id: TF-IDF -> TruncatedSVD (LSA), + weighted one-hot metadata, -> KMeans.
 
-    - text: `short_description` + `description` (see `incident_text`), word uni/bigram TF-IDF with
+    - text: `short_description` + `description` (see `cluster_text`), word uni/bigram TF-IDF with
       sublinear tf and English stop words removed, reduced to `n_components` SVD dimensions and scaled to
       unit length (LSA);
     - metadata: one-hot of `meta_columns` (unseen categories are all zeros, missing is its own category),
@@ -134,7 +139,7 @@ class IncidentClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         frame = self._select(X)
         if len(frame) < 3:
             raise ValueError(f"clustering needs at least 3 incidents, got {len(frame)}")
-        text = incident_text(frame, self.max_text_chars)
+        text = cluster_text(frame, self.max_text_chars)
         meta = self._meta(frame)
         # content order: the same records in any order give the same clusters (k-means++ draws by position)
         order = np.lexsort((*(meta[c].to_numpy() for c in reversed(meta.columns)), text.to_numpy()))
@@ -222,7 +227,7 @@ class IncidentClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         """The unit-length embedding the clusters live in: LSA text dimensions, then weighted metadata."""
         check_is_fitted(self, "kmeans_")
         frame = self._select(X)
-        tfidf = self.vectorizer_.transform(incident_text(frame, self.max_text_chars))
+        tfidf = self.vectorizer_.transform(cluster_text(frame, self.max_text_chars))
         return self._embed(tfidf, self._meta(frame))
 
     def predict(self, X) -> np.ndarray:
@@ -250,24 +255,19 @@ class IncidentClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
 
 def fit_clusterer(incidents: pd.DataFrame, params: Mapping[str, Any] | None = None) -> IncidentClusterer:
-    """An IncidentClusterer configured from the `clustering` params and fitted (single-threaded BLAS/OpenMP)."""
-    from threadpoolctl import threadpool_limits
-
-    model = make_clusterer(params)
-    with threadpool_limits(int((params or {}).get("n_threads", 1))):
-        return model.fit(incidents)
+    """An IncidentClusterer configured from the `clustering` params and fitted (BLAS/OpenMP on `n_threads`)."""
+    p = config.section("clustering", params)
+    with threadpool_limits(int(p["n_threads"])):
+        return make_clusterer(p).fit(incidents)
 
 
 def make_clusterer(params: Mapping[str, Any] | None = None) -> IncidentClusterer:
-    """An unfitted IncidentClusterer from the keys of `params` it knows (others are ignored)."""
-    p = dict(params or {})
-    keys = set(IncidentClusterer().get_params())
-    kwargs = {k: p[k] for k in keys if k in p}
-    if "seed" in p and "random_state" not in p:
-        kwargs["random_state"] = int(p["seed"])
+    """An unfitted IncidentClusterer from the `clustering` params (`params` merged over params.yaml's)."""
+    p = config.section("clustering", params)
+    kwargs = {k: p[k] for k in IncidentClusterer().get_params() if k in p}
+    kwargs["random_state"] = int(p["seed"])
     for k in ("meta_columns", "k_grid"):
-        if k in kwargs:
-            kwargs[k] = tuple(kwargs[k])
+        kwargs[k] = tuple(kwargs[k])
     return IncidentClusterer(**kwargs)
 
 
@@ -449,89 +449,3 @@ def burst_scores(labels, opened_at, root_cause, **burst_kw) -> dict[str, float]:
         "burst_recall": float((flagged & truth).sum() / max(truth.sum(), 1)),
         "burst_precision": float((flagged & truth).sum() / max(flagged.sum(), 1)),
     }
-
-
-# --- charts ------------------------------------------------------------------------------------------------
-def plot_k_selection(model: IncidentClusterer, data_name: str):
-    """Silhouette against k over the grid, the chosen k marked."""
-    import matplotlib.pyplot as plt
-
-    ks = sorted(int(k) for k in model.k_scores_)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(ks, [model.k_scores_[str(k)] for k in ks], marker="o")
-    ax.axvline(model.k_, color="C3", ls="--", label=f"chosen k = {model.k_}")
-    ax.set(xlabel="number of clusters k", ylabel="silhouette (cosine, sample)",
-           title=f"Choosing k: silhouette over the grid ({data_name} incidents)")  # fmt: skip
-    ax.legend()
-    return fig
-
-
-def plot_cluster_map(model: IncidentClusterer, incidents: pd.DataFrame, data_name: str, *,
-                     highlight: Sequence[int] = (), max_points: int = 5000, seed: int = 0):  # fmt: skip
-    """The first two principal components of the embedding, coloured by cluster; `highlight` ids annotated."""
-    import matplotlib.pyplot as plt
-
-    idx = np.sort(np.random.default_rng(seed).permutation(len(incidents))[:max_points])
-    part = incidents.iloc[idx]
-    xy, labels = model.embed_2d(part), model.predict(part)
-    cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(9, 7))
-    ax.scatter(xy[:, 0], xy[:, 1], c=[cmap(int(c) % 20) for c in labels], s=5, alpha=0.5, linewidths=0)
-    centres = model.pca_.transform(model.kmeans_.cluster_centers_)
-    for raw, public in enumerate(model.relabel_):
-        bold = int(public) in set(int(h) for h in highlight)
-        ax.annotate(str(int(public)), centres[raw], fontsize=9 if bold else 7, weight="bold" if bold else "normal",
-                    color="C3" if bold else "0.2", ha="center", va="center")  # fmt: skip
-    ax.set(xlabel="principal component 1 of the embedding", ylabel="principal component 2",
-           title=f"Incident clusters on a 2-D map ({len(part):,} {data_name} incidents; red = bursting)")  # fmt: skip
-    return fig
-
-
-def plot_cluster_sizes(model: IncidentClusterer, labels, data_name: str, *, recurring: Sequence[int] = ()):
-    """Incidents per cluster (by id = size rank), bursting clusters in red."""
-    import matplotlib.pyplot as plt
-
-    sizes = np.bincount(np.asarray(labels), minlength=model.k_)
-    flagged = set(int(c) for c in recurring)
-    fig, ax = plt.subplots(figsize=(max(8, 0.16 * model.k_ + 2), 4))
-    ax.bar(range(model.k_), sizes, color=["C3" if c in flagged else "C0" for c in range(model.k_)])
-    ax.set(xlabel="cluster id (0 = largest in training)", ylabel="incidents",
-           title=f"Cluster sizes ({data_name} incidents; red = bursting)")  # fmt: skip
-    return fig
-
-
-def plot_root_cause_heatmap(labels, root_cause, data_name: str, *, min_share: float = 0.05):
-    """Share of each root cause's tickets per cluster (rows sum to 1); clusters holding less than `min_share`
-    of every recurring cause are pooled as 'other'."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    truth = pd.Series(np.asarray(root_cause, dtype=object)).fillna(ONE_OFF).astype(str).to_numpy()
-    table = pd.crosstab(truth, np.asarray(labels), normalize="index")
-    recurring = table.drop(index=ONE_OFF, errors="ignore")
-    keep = [c for c in table.columns if (recurring[c] >= min_share).any()]
-    shown = table[keep].copy()
-    shown.columns = [str(c) for c in keep]
-    shown["other"] = table.drop(columns=keep).sum(axis=1)
-    shown = shown.loc[[*recurring.index, *([ONE_OFF] if ONE_OFF in table.index else [])]]
-    fig, ax = plt.subplots(figsize=(max(8, 0.45 * shown.shape[1] + 4), 0.5 * len(shown) + 2))
-    sns.heatmap(shown, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar_kws={"label": "share of the cause's tickets"},
-                annot_kws={"fontsize": 7}, ax=ax)  # fmt: skip
-    ax.set(xlabel="cluster id", ylabel="hidden root cause (evaluation only)",
-           title=f"Where each root cause's tickets land ({data_name} incidents)")  # fmt: skip
-    return fig
-
-
-def plot_weekly_volume(labels, opened_at, clusters: Sequence[int], model: IncidentClusterer, data_name: str):
-    """Weekly incidents of the given clusters (e.g. the top bursting ones), one line each."""
-    import matplotlib.pyplot as plt
-
-    counts = weekly_counts(labels, opened_at)
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    for c in clusters:
-        series = counts[c] if c in counts.columns else pd.Series(0, index=counts.index)
-        ax.plot(counts.index, series, marker=".", label=f"{int(c)}: {model.cluster_label(int(c))}")
-    ax.set(xlabel="week (starting Monday)", ylabel="incidents opened per week",
-           title=f"Weekly volume of the top bursting clusters ({data_name} incidents)")  # fmt: skip
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return fig

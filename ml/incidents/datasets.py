@@ -12,7 +12,8 @@ import pandas as pd
 
 from ml.config import SHARED_DATA
 from ml.data import sources
-from ml.incidents.features import add_group_load, sort_by_time
+from ml.features import add_group_load
+from ml.incidents.targets import sort_by_time
 
 UCI_SAMPLE = SHARED_DATA / "incidents_uci_sample" / "incident_event_log_sample.csv"
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ml.config import load_params
 from ml.incidents import datasets, sla, triage, ttr
-from ml.incidents.features import time_split
+from ml.incidents.targets import time_split
 from ml.reports.notebooks import jsonable
 
 

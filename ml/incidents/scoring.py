@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from ml import registry
+from ml.features import add_group_load
 from ml.incidents import sla, ttr
-from ml.incidents.features import add_group_load, is_closed, sort_by_time
+from ml.incidents.targets import is_closed, sort_by_time
 
 
 def open_incidents(incidents: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.preprocessing import normalize
 from threadpoolctl import threadpool_limits
 
-from ml.incidents.features import sort_by_time
+from ml import config
+from ml.incidents.targets import sort_by_time
 from ml.incidents.text import IncidentTextFeatures
 
 PAYLOAD_COLUMNS = ("number", "short_description", "assignment_group", "category", "cmdb_ci", "state")
@@ -43,22 +44,10 @@ RESULT_COLUMNS = [
 ]
 _NAT = np.iinfo(np.int64).min
 
-DEFAULTS: dict[str, Any] = {
-    "k": 5,
-    "short_weight": 2.0,
-    "char_weight": 1.0,
-    "word_max_features": 20000,
-    "char_max_features": 0,  # character n-grams: no better neighbours here, 5x the index size and 3x slower
-    "min_df": 2,
-    "max_index": None,
-    "chunk_size": 256,
-    "targets": ["assignment_group", "category", "cmdb_ci"],
-    "n_threads": 1,
-}
 
-
-def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {**DEFAULTS, **(params or {})}
+def similar_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `triage: similar:` section of the params: `params` merged over params.yaml's."""
+    return config.section("triage", {"similar": dict(params or {})})["similar"]
 
 
 def _ns(values) -> np.ndarray:
@@ -232,7 +221,7 @@ class SimilarIncidents(BaseEstimator):
 
 def make_similar(params: Mapping[str, Any] | None = None) -> SimilarIncidents:
     """An unfitted text-only `SimilarIncidents` from params."""
-    p = _params(params)
+    p = similar_params(params)
     feats = IncidentTextFeatures(
         categorical_columns=(),
         short_weight=p["short_weight"],
@@ -246,7 +235,7 @@ def make_similar(params: Mapping[str, Any] | None = None) -> SimilarIncidents:
 
 def fit_similar(incidents: pd.DataFrame, params: Mapping[str, Any] | None = None) -> SimilarIncidents:
     """Index the resolved incidents of `incidents`."""
-    p = _params(params)
+    p = similar_params(params)
     with threadpool_limits(p["n_threads"]):
         return make_similar(p).fit(incidents)
 
@@ -310,7 +299,7 @@ def compare_similar(
     The vectoriser's vocabulary comes from all indexed texts (unsupervised, no labels); a neighbour's
     label is only used once that neighbour was resolved.
     """
-    p = _params(params)
+    p = similar_params(params)
     with threadpool_limits(p["n_threads"]):
         index = make_similar(p).fit(pd.concat([train, test]))
         metrics = evaluate_similar(index, test, p["targets"], p["k"], "opened_at")

@@ -27,39 +27,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.incidents.features import IncidentFeatures, breach_target, limit_threads, sort_by_time
-
-DEFAULTS: dict[str, Any] = {
-    "seed": 42,
-    "test_fraction": 0.2,
-    "model": "hgb",  # hgb | logistic
-    "use_text": True,
-    "text_components": 10,
-    "text_max_features": 2000,
-    "min_frequency": 20,
-    "max_iter": 200,
-    "learning_rate": 0.05,
-    "max_leaf_nodes": 7,
-    "min_samples_leaf": 50,
-    "l2_regularization": 1.0,
-    "logistic_C": 0.3,
-    "calibration": "sigmoid",  # sigmoid | isotonic
-    "calibration_splits": 1,
-    "calibration_fraction": 0.15,
-    "cost_fp": 1.0,
-    "cost_fn": 5.0,
-    "min_roc_auc": 0.78,
-    "n_threads": 1,  # OpenMP threads while fitting; on a busy 2-core box more threads fit ~20x slower
-}
-
-
-def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {**DEFAULTS, **(params or {})}
+from ml import config
+from ml.features import IncidentFeatures, limit_threads
+from ml.incidents.targets import breach_target, sort_by_time
 
 
 def make_features(params: Mapping[str, Any] | None = None) -> IncidentFeatures:
     """The IncidentFeatures step configured from params."""
-    p = _params(params)
+    p = config.section("sla", params)
     return IncidentFeatures(
         min_frequency=p["min_frequency"],
         use_text=p["use_text"],
@@ -71,7 +46,7 @@ def make_features(params: Mapping[str, Any] | None = None) -> IncidentFeatures:
 
 def make_classifier(params: Mapping[str, Any] | None = None) -> Pipeline:
     """The unfitted, uncalibrated Pipeline: raw records -> features -> classifier (`model` = hgb | logistic)."""
-    p = _params(params)
+    p = config.section("sla", params)
     if p["model"] == "logistic":
         return make_logistic(p)
     if p["model"] != "hgb":
@@ -90,7 +65,7 @@ def make_classifier(params: Mapping[str, Any] | None = None) -> Pipeline:
 
 def make_logistic(params: Mapping[str, Any] | None = None) -> Pipeline:
     """Plain L2 logistic regression on the same features (scaled): the linear baseline."""
-    p = _params(params)
+    p = config.section("sla", params)
     clf = LogisticRegression(C=p["logistic_C"], max_iter=2000)
     return Pipeline([("features", make_features(p)), ("scale", StandardScaler()), ("classifier", clf)])
 
@@ -108,7 +83,7 @@ def _training_rows(train: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 def time_calibration_cv(n_rows: int, params: Mapping[str, Any] | None = None):
     """Forward-chaining (fit rows, calibration rows) splits; each calibration slice is `calibration_fraction`
     of the rows and later than its fit rows. One split is a list of one pair (TimeSeriesSplit needs two)."""
-    p = _params(params)
+    p = config.section("sla", params)
     test_size = max(50, int(n_rows * p["calibration_fraction"]))
     if int(p["calibration_splits"]) == 1:
         cut = n_rows - test_size
@@ -118,7 +93,7 @@ def time_calibration_cv(n_rows: int, params: Mapping[str, Any] | None = None):
 
 def fit_sla(train: pd.DataFrame, params: Mapping[str, Any] | None = None) -> CalibratedClassifierCV:
     """Fit the calibrated breach classifier on closed training incidents (sorted by `opened_at` here)."""
-    p = _params(params)
+    p = config.section("sla", params)
     rows, y = _training_rows(train)
     model = CalibratedClassifierCV(
         make_classifier(p), method=p["calibration"], cv=time_calibration_cv(len(rows), p), ensemble=True
@@ -129,7 +104,7 @@ def fit_sla(train: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Cal
 
 def fit_uncalibrated(train: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Pipeline:
     """The same Pipeline fitted on all training rows without calibration (to show what calibration buys)."""
-    p = _params(params)
+    p = config.section("sla", params)
     rows, y = _training_rows(train)
     with threadpool_limits(p["n_threads"]):
         return make_classifier(p).fit(rows, y)
@@ -137,7 +112,7 @@ def fit_uncalibrated(train: pd.DataFrame, params: Mapping[str, Any] | None = Non
 
 def fit_logistic(train: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Pipeline:
     """The logistic-regression baseline fitted on all training rows."""
-    p = _params(params)
+    p = config.section("sla", params)
     rows, y = _training_rows(train)
     with threadpool_limits(p["n_threads"]):
         return make_logistic(p).fit(rows, y)
@@ -252,7 +227,7 @@ def compare_sla(
     probabilities; the fitted models). The model row also gets the threshold chosen on training's last
     calibration slice and its cost, precision and recall on the holdout.
     """
-    p = _params(params)
+    p = config.section("sla", params)
     fitters = {
         "model": lambda: fit_sla(train, p),
         "uncalibrated": lambda: fit_uncalibrated(train, p),
@@ -281,14 +256,15 @@ def compare_sla(
             m["cost_per_incident"] = per_incident(probs, chosen)
         rows.append({"model": name, "fit_seconds": seconds} | m)
     table = pd.DataFrame(rows).set_index("model")
-    table["passes_gate"] = table["roc_auc"] >= p["min_roc_auc"]
+    floor = next(g["threshold"] for g in p["gates"] if g["metric"] == "roc_auc" and not g.get("vs_champion"))
+    table["passes_gate"] = table["roc_auc"] >= floor  # the registry's absolute ROC AUC gate
     return table, models
 
 
 def threshold_from_training(model: CalibratedClassifierCV, train: pd.DataFrame, params=None) -> float:
     """Cost-optimal threshold from the last calibration slice of training (incidents the model's last
     classifier did not learn from), so the holdout never chooses its own threshold."""
-    p = _params(params)
+    p = config.section("sla", params)
     rows, y = _training_rows(train)
     cv = time_calibration_cv(len(rows), p)
     _, cal = list(cv.split(rows) if hasattr(cv, "split") else cv)[-1]

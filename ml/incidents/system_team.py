@@ -20,22 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml import config
 from ml.incidents import triage
-from ml.incidents.triage import Comparison, PrecisionTargetClassifier
+from ml.incidents.abstain import PrecisionTargetClassifier
+from ml.incidents.triage import Comparison
 
 SYSTEM_TEAM_TARGETS = ("cmdb_ci", "owning_team")
-
-DEFAULTS: dict[str, Any] = {**triage.DEFAULTS, "targets": list(SYSTEM_TEAM_TARGETS)}
-
-
-def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {**DEFAULTS, **(params or {})}
 
 
 def make_system_team(params: Mapping[str, Any] | None = None) -> PrecisionTargetClassifier:
     """Unfitted `incident-system-team`: text + contact_type, location, impact, urgency, priority ->
     cmdb_ci and owning_team (without text: `no_text_columns`, e.g. category/subcategory/location)."""
-    p = _params(params)
+    p = config.section("system_team", params)
     cols = None if p["use_text"] else [c for c in p["no_text_columns"] if c not in p["targets"]]
     return triage.make_classifier(p, categorical_columns=cols)
 
@@ -44,7 +40,7 @@ def fit_system_team(
     train: pd.DataFrame, params: Mapping[str, Any] | None = None
 ) -> PrecisionTargetClassifier:
     """Fit `incident-system-team` on training incidents."""
-    p = _params(params)
+    p = config.section("system_team", params)
     return triage.fit_model(make_system_team(p), train, p["targets"], p["n_threads"])
 
 
@@ -53,9 +49,15 @@ def compare_system_team(
 ) -> Comparison:
     """`incident-system-team` against majority and rule baselines (keyword lookup on the short description;
     without text, the most frequent system/team per subcategory then category) on one holdout."""
-    p = _params(params)
+    p = config.section("system_team", params)
     return triage.compare_models(
-        make_system_team(p), train, test, p["targets"], ("subcategory", "category"), p
+        make_system_team(p),
+        train,
+        test,
+        p["targets"],
+        ("subcategory", "category"),
+        rule_min_count=p["rule_min_count"],
+        n_threads=p["n_threads"],
     )
 
 

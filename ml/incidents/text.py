@@ -1,19 +1,17 @@
 """Incident text and open-time metadata -> one sparse matrix, shared by triage, system/team and similar search.
 
-`clean_text` normalises one free-text field the same way everywhere (training, the index of past
-incidents, the service). `IncidentTextFeatures` is the first step of the triage, system/team and
-similar-incident models: word 1-2 gram TF-IDF of the short description (weighted up: it is what the
-caller chose to say first), word TF-IDF of the description, character 3-5 grams (`char_wb`) of both
+`IncidentTextFeatures` is the first step of the triage, system/team and similar-incident models: word
+1-2 gram TF-IDF of the short description (weighted up: it is what the caller chose to say first), word TF-IDF of the description, character 3-5 grams (`char_wb`) of both
 (robust to typos and error codes such as `ORA-01653`), and a one-hot block of categorical open-time
 fields. It reads only `input_columns()`, a subset of `schemas.OPEN_TIME_COLUMNS`; with `use_text=False`
-it is a plain one-hot encoder for sources without free text (the UCI event log).
+it is a plain one-hot encoder for sources without free text (the UCI event log). Text is cleaned with
+`ml.features.clean_text`, the one cleaning of ticket text. The class lives here, not in `ml.features`,
+because only the text models use it and it is their vectoriser (configured by `make_text_features`).
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -23,44 +21,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import OneHotEncoder
 
 from ml.data import schemas
+from ml.features import MAX_CHARS, MISSING, TEXT_COLUMNS, clean_column
 
-TEXT_COLUMNS = ("short_description", "description")
 # Metadata a triage-style model may read by default: how and where the ticket came in, and how bad it is.
 METADATA_COLUMNS = ("contact_type", "location", "impact", "urgency", "priority")
-MISSING = "(missing)"
-MAX_CHARS = 2000  # longer text adds nothing a router needs and only costs time
 # Never inputs, whatever a caller asks for: the team owning the system (a target) and the generator's truth.
 FORBIDDEN_COLUMNS = frozenset({"owning_team", "root_cause"})
-
-_URL = re.compile(r"(?:https?://|ftp://|www\.)\S+")
-# possessive runs starting only where a run starts: linear time even on a megabyte of "xxxx…"
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+")
-_TICKET = re.compile(r"\b(?:inc|chg|prb|ritm|req|task|sctask)\d{4,}\b")
-_LONG_DIGITS = re.compile(r"\d{6,}")  # phone numbers, ids; short codes (ORA-01653, 0x80070005) stay
-_SPACE = re.compile(r"\s+")
-
-
-def clean_text(value, max_chars: int = MAX_CHARS) -> str:
-    """One free-text field -> normalised text: NFKC, lowercase, URLs/emails/ticket numbers/long digit runs
-    replaced by tokens, whitespace collapsed, at most `max_chars`; "" for None/NaN; deterministic."""
-    if not isinstance(value, str):
-        if value is None or (np.ndim(value) == 0 and bool(pd.isna(value))):
-            return ""
-        value = str(value)
-    text = value
-    text = text[: 4 * max_chars]  # bound the work on huge inputs before any regex runs
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = _URL.sub(" urltoken ", text)
-    text = _EMAIL.sub(" emailtoken ", text)
-    text = _TICKET.sub(" tickettoken ", text)
-    text = _LONG_DIGITS.sub(" numtoken ", text)
-    text = _SPACE.sub(" ", text).strip()
-    return text[:max_chars].rstrip()
-
-
-def clean_column(values, max_chars: int = MAX_CHARS) -> list[str]:
-    """`clean_text` over a column (any iterable); missing values become ""."""
-    return [clean_text(v, max_chars) for v in values]
 
 
 def check_input_columns(columns) -> list[str]:

@@ -22,30 +22,9 @@ from sklearn.metrics import mean_pinball_loss
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from ml.incidents.features import IncidentFeatures, limit_threads, sort_by_time, ttr_hours_target
-
-DEFAULTS: dict[str, Any] = {
-    "seed": 42,
-    "test_fraction": 0.2,
-    "quantiles": [0.1, 0.5, 0.9],
-    "use_text": True,
-    "text_components": 10,
-    "text_max_features": 2000,
-    "min_frequency": 20,
-    "max_iter": 200,
-    "learning_rate": 0.05,
-    "max_leaf_nodes": 15,
-    "min_samples_leaf": 50,
-    "l2_regularization": 1.0,
-    "conformal": True,
-    "calibration_fraction": 0.2,
-    "refit": False,
-    "n_threads": 1,  # OpenMP threads while fitting; on a busy 2-core box more threads fit ~20x slower
-}
-
-
-def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {**DEFAULTS, **(params or {})}
+from ml import config
+from ml.features import IncidentFeatures, limit_threads
+from ml.incidents.targets import sort_by_time, ttr_hours_target
 
 
 def quantile_names(quantiles) -> list[str]:
@@ -160,7 +139,7 @@ class TTRQuantileModel(RegressorMixin, BaseEstimator):
 # --- build, fit, predict ---------------------------------------------------------------------------------
 def make_model(params: Mapping[str, Any] | None = None) -> Pipeline:
     """The unfitted Pipeline: raw records -> IncidentFeatures -> TTRQuantileModel, all knobs from params."""
-    p = _params(params)
+    p = config.section("ttr", params)
     feats = IncidentFeatures(
         min_frequency=p["min_frequency"],
         use_text=p["use_text"],
@@ -192,7 +171,7 @@ def _training_rows(train: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
 def fit_ttr(train: pd.DataFrame, params: Mapping[str, Any] | None = None) -> Pipeline:
     """Fit the quantile Pipeline on resolved training incidents."""
-    p = _params(params)
+    p = config.section("ttr", params)
     rows, y = _training_rows(train)
     with threadpool_limits(p["n_threads"]):
         return make_model(p).fit(rows, y)
@@ -202,7 +181,7 @@ def predict_ttr(model, incidents: pd.DataFrame, n_threads: int | None = 1) -> pd
     """Hours to resolution per incident as a frame (p10, p50, p90 ...), indexed like the input."""
     with limit_threads(n_threads):
         pred = model.predict(incidents)
-    levels = model[-1].quantiles if isinstance(model, Pipeline) else DEFAULTS["quantiles"]
+    levels = model[-1].quantiles if isinstance(model, Pipeline) else config.section("ttr")["quantiles"]
     return pd.DataFrame(pred, columns=quantile_names(levels), index=incidents.index)
 
 
@@ -268,7 +247,7 @@ def compare_ttr(
     train: pd.DataFrame, test: pd.DataFrame, params: Mapping[str, Any] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The quantile model (conformal and not) and the per-priority baseline on one holdout: metrics + fit seconds."""
-    p = _params(params)
+    p = config.section("ttr", params)
     q = tuple(float(x) for x in p["quantiles"])
     y = ttr_hours_target(test)
     rows, hours = test[y.notna()], y[y.notna()].to_numpy()

@@ -6,7 +6,7 @@
 Checks, each with a threshold from the `quality:` section of params.yaml (a domain sub-section overrides):
 - required columns present and values parseable (CSV/JSON are typed like ingestion types them);
 - the pandera schema of the silver table (`ml.data.schemas`): share of rows failing each check;
-- Evidently 0.7 tests on the monitored columns (`ml.monitoring`): row count, missing share per column
+- Evidently 0.7 tests on the monitored columns (`ml.monitoring.drift`): row count, missing share per column
   (against the reference's own share), new categories, numbers outside the reference range, and the
   share of drifted columns (a warning unless `drift_critical`: a real shift is not bad data).
 Writes DIR/quality.json, DIR/quality.html (and Evidently's DIR/evidently.html), prints a verdict naming
@@ -29,29 +29,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
-from ml import monitoring
-from ml.data import ingest, schemas
+from ml import config
+from ml.data import landing, schemas
+from ml.monitoring.drift import incident_monitor_frame
+from ml.monitoring.evidently import evidently_dataset, save_snapshot_json, split_columns
 
-DEFAULTS: dict[str, Any] = {
-    "min_rows": 1,
-    "max_unparseable_share": 0.0,
-    "max_invalid_row_share": 0.0,
-    "max_missing_share_increase": 0.05,
-    "max_new_category_share": 0.2,
-    "max_out_of_range_share": 0.01,
-    "range_margin": 0.5,
-    "max_drifted_share": 0.5,
-    "drift_critical": False,
-}
+NOT_THRESHOLDS = ("out",)  # keys of the `quality:` section that are not thresholds (besides the domains)
 SCHEMAS = {"sensors": schemas.sensor_readings, "incidents": schemas.incidents}
 # Columns a file must have: what ingestion requires (the others it fills with missing values).
 REQUIRED = {
-    domain: [c for c in ingest.COLUMN_TYPES[table] if c not in ingest.OPTIONAL_COLUMNS[table]]
-    for domain, table in monitoring.TABLES.items()
+    domain: [c for c in landing.COLUMN_TYPES[table] if c not in landing.OPTIONAL_COLUMNS[table]]
+    for domain, table in landing.TABLES.items()
 }
-BATCH_PREFIX = {"sensors": "readings_", "incidents": "incidents_"}
-SUFFIXES = (".parquet", ".pq", ".csv", ".json")
 
 
 class InputError(Exception):
@@ -148,19 +139,6 @@ def _fmt(x: float) -> str:
 # --- inputs -----------------------------------------------------------------------------------
 
 
-def pick_current(path: Path, domain: str | None) -> Path:
-    """A file as given, or the newest batch file in a directory (file names carry the as_of time)."""
-    if not path.is_dir():
-        return path
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
-    prefixes = [BATCH_PREFIX[domain]] if domain else list(BATCH_PREFIX.values())
-    batches = [p for p in files if p.name.startswith(tuple(prefixes))]
-    chosen = batches or files
-    if not chosen:
-        raise InputError(f"{path}: directory has no .parquet/.csv/.json file")
-    return chosen[-1]
-
-
 def infer_domain(frame: pd.DataFrame, path: Path) -> str:
     cols = set(frame.columns)
     if {"sensor_id", "value"} <= cols:
@@ -173,15 +151,15 @@ def infer_domain(frame: pd.DataFrame, path: Path) -> str:
 def load(path: Path, domain: str | None) -> tuple[pd.DataFrame, dict[str, int], str]:
     """Read one input (exit-2 errors name the file) -> (frame, unparseable counts, domain)."""
     try:
-        raw, _ = monitoring.read_records(path)
+        raw, _ = landing.read_records(path)
         domain = domain or infer_domain(raw, path)
         frame, bad = raw, {}
         if path.suffix.lower() in (".csv", ".json"):
             # typing needs every required column: a missing one is typed as empty, then dropped again,
             # so the gate reports it as a failed check instead of refusing the file
             missing = [c for c in REQUIRED[domain] if c not in raw.columns]
-            typed, bad = monitoring.type_records(
-                raw.assign(**{c: None for c in missing}), monitoring.TABLES[domain], str(path)
+            typed, bad = landing.type_records(
+                raw.assign(**{c: None for c in missing}), landing.TABLES[domain], str(path)
             )
             frame = typed.drop(columns=missing)
     except InputError:
@@ -197,24 +175,23 @@ def load(path: Path, domain: str | None) -> tuple[pd.DataFrame, dict[str, int], 
 
 
 def thresholds_from_params(params: Mapping[str, Any] | None, domain: str) -> dict[str, Any]:
-    """Defaults, then the `quality:` section, then its `<domain>:` sub-section."""
-    section = dict((params or {}).get("quality") or {})
-    own = section.pop(domain, None) or {}
-    for other in SCHEMAS:
-        section.pop(other, None)
-    merged = {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS}, **own}
-    unknown = sorted(set(own) - set(DEFAULTS))
+    """The `quality:` section of `params` over the project's (`ml.config.section`), then its `<domain>:`
+    sub-section; a key that is not a threshold is refused with a ValueError naming it."""
+    given = dict((params or {}).get("quality") or {})
+    overrides = {d: given.pop(d, None) or {} for d in SCHEMAS}  # any threshold, not only those declared
+    section = config.section("quality", given)
+    thresholds = {k: v for k, v in section.items() if k not in SCHEMAS and k not in NOT_THRESHOLDS}
+    own = {**(section.get(domain) or {}), **overrides[domain]}
+    unknown = sorted(set(own) - set(thresholds))
     if unknown:
-        raise ValueError(f"quality.{domain} has unknown keys {unknown}; known: {sorted(DEFAULTS)}")
-    return merged
+        raise ValueError(f"quality.{domain} has unknown keys {unknown}; known: {sorted(thresholds)}")
+    return {**thresholds, **own}
 
 
 def schema_checks(
     frame: pd.DataFrame, domain: str, unparseable: Mapping[str, int], t: Mapping
 ) -> list[Check]:
     """Required columns, parseable values and the pandera schema, as gate checks."""
-    import pandera.pandas as pa
-
     n = len(frame)
     checks = []
     for col in REQUIRED[domain]:
@@ -273,7 +250,7 @@ def gate_frame(frame: pd.DataFrame, domain: str, reference: pd.DataFrame | None 
     """The columns Evidently checks: the monitored features; for sensors, raw value and a per-sensor
     robust z-score against the reference (median and IQR), so a unit change in one sensor stands out."""
     if domain == "incidents":
-        return monitoring.incident_monitor_frame(frame)
+        return incident_monitor_frame(frame)
     cols = [c for c in ("sensor_id", "kind") if c in frame.columns]
     out = (
         frame[cols].astype(object).where(frame[cols].notna(), None)
@@ -296,7 +273,7 @@ def evidently_checks(
     reference: pd.DataFrame, current: pd.DataFrame, t: Mapping, snapshot_out: Path | None = None
 ) -> tuple[list[Check], dict[str, Any]]:
     """Evidently tests with our thresholds; measured values and pass/fail come from the Evidently run."""
-    from evidently import Report
+    from evidently import Report  # slow import: only when the gate runs
     from evidently.metrics import (
         DriftedColumnsCount,
         MissingValueCount,
@@ -308,7 +285,7 @@ def evidently_checks(
     from evidently.tests import gte, lte
 
     cols = [c for c in reference.columns if c in current.columns and reference[c].notna().any()]
-    numerical, categorical = monitoring.split_columns(reference, cols)
+    numerical, categorical = split_columns(reference, cols)
     metrics: list[Any] = [RowCount(tests=[gte(int(t["min_rows"]))])]
     expect: dict[tuple[str, str | None], dict[str, Any]] = {("RowCount", None): {"name": "row count", "op": ">=",
                                                                                  "threshold": float(t["min_rows"])}}  # fmt: skip
@@ -346,8 +323,8 @@ def evidently_checks(
                                              "threshold": float(t["max_drifted_share"]), "critical": critical}  # fmt: skip
     metrics += [ValueDrift(column=c) for c in cols]  # which columns drifted, for the report (no test)
     report = Report(metrics, include_tests=False)
-    ref_ds = monitoring._evidently_dataset(reference, numerical, categorical)
-    cur_ds = monitoring._evidently_dataset(current, numerical, categorical)
+    ref_ds = evidently_dataset(reference, numerical, categorical)
+    cur_ds = evidently_dataset(current, numerical, categorical)
     with warnings.catch_warnings():  # scipy's chi-square divides by a category's zero expected count
         warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)
         snapshot = report.run(cur_ds, ref_ds)
@@ -384,7 +361,7 @@ def evidently_checks(
     if snapshot_out is not None:
         snapshot_out.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(snapshot_out / "evidently.html"))
-        monitoring.save_snapshot_json(snapshot, snapshot_out / "evidently.json")
+        save_snapshot_json(snapshot, snapshot_out / "evidently.json")
     return checks, drift_scores
 
 
@@ -460,8 +437,6 @@ A check passes when <i>measured</i> satisfies the condition; thresholds come fro
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: exit 0 when every critical check passes, 1 when one fails, 2 when an input cannot be read."""
-    from ml.config import load_params
-
     ap = argparse.ArgumentParser(prog="python -m ml.monitoring.quality", description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, help="reference file (.parquet, .csv or .json records)")
     ap.add_argument("--current", required=True, help="file to check, or a directory: its newest batch file")
@@ -472,12 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml", help="params file with a `quality:` section")
     args = ap.parse_args(argv)
     try:
-        params = load_params(args.params) if Path(args.params).exists() else {}
-        current_path = pick_current(Path(args.current), args.domain)
+        params = config.load_params(args.params) if Path(args.params).exists() else {}
+        current_path = landing.newest_file(Path(args.current), args.domain)
         reference, _, domain = load(Path(args.reference), args.domain)
         current, bad, _ = load(current_path, domain)
         thresholds = thresholds_from_params(params, domain)
-    except InputError as exc:
+    except (InputError, FileNotFoundError) as exc:  # FileNotFoundError: a directory without records files
         print(f"quality gate: cannot read input: {exc}", file=sys.stderr)
         return 2
     out_dir = Path(args.out)

@@ -3,7 +3,7 @@
 A model's reference is a fixed-size, seeded (and optionally stratified) sample of the raw records it was
 trained on, written inside its MLflow model directory (`reference/`: parquet + JSON with rows, dtypes and
 sha256), so it is versioned, exported and carried into a Bento with the model itself. Kept apart from
-`ml.monitoring` so training stages depend on this small module only.
+the drift modules so training stages depend on this small module only.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ml.data.schemas import OPEN_TIME_COLUMNS
 
 REFERENCE_DIR = "reference"  # inside a model directory
 REFERENCE_FILE = "reference.parquet"
@@ -36,8 +38,6 @@ def training_reference(records: pd.DataFrame, domain: str, cfg: Mapping[str, Any
         raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {domain!r}")
     columns, stratify = DOMAINS[domain]
     if columns is None:
-        from ml.data.schemas import OPEN_TIME_COLUMNS
-
         columns = tuple(OPEN_TIME_COLUMNS)
     missing = [c for c in columns if c not in records.columns]
     if missing:

@@ -95,7 +95,9 @@ def real_path(metrics_path: str | Path) -> Path:
     return path.parent / "real" / path.name
 
 
-def write_record(metrics_path: str | Path, record: Mapping, *, real: Mapping | None = None) -> dict:
+def write_record(
+    metrics_path: str | Path, record: Mapping, *, real: Mapping | None = None, sort_keys: bool = False
+) -> dict:
     """Write a notebook's record (every record cell calls this) and print it for `recorded()`.
 
     `record` (the synthetic-data results) goes to `metrics_path`. Real-data results go to their own file
@@ -105,12 +107,12 @@ def write_record(metrics_path: str | Path, record: Mapping, *, real: Mapping | N
     path = Path(metrics_path)
     record = jsonable(dict(record))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    path.write_text(json.dumps(record, indent=2, sort_keys=sort_keys) + "\n")
     real = jsonable(dict(real)) if real else {}
     if real:
         out = real_path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(real, indent=2) + "\n")
+        out.write_text(json.dumps(real, indent=2, sort_keys=sort_keys) + "\n")
     printed = {**record, "real": real}
     print(json.dumps(printed))
     return printed

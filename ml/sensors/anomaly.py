@@ -1,26 +1,26 @@
 """Sensor anomaly detection: an sklearn Pipeline of `ml.features` transformers ending in an Isolation Forest.
 
-The same fitted Pipeline scores in the notebook, in batch (`data/scores/`), in the NAB runner and in the
-service. Scores are causal (a reading's score uses readings up to it), mapped to [0, 1] as the share of
-normal training readings that look less anomalous, and thresholded at a target false-alarm rate on
-normal training data. Each flagged reading names the feature furthest from its normal training value.
+The same fitted Pipeline scores in the notebook, in batch (`data/scores/`), in the NAB runner
+(`ml.sensors.nab`) and in the service. Scores are causal (a reading's score uses readings up to it),
+mapped to [0, 1] as the share of normal training readings that look less anomalous, and thresholded at a
+target false-alarm rate on normal training data. Each flagged reading names the feature furthest from its
+normal training value. Params are the `anomaly:` section of params.yaml (`ml.config.section`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
 import warnings
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 from sklearn.pipeline import Pipeline
 
+from ml import config
 from ml.features import SENSOR_FEATURES, SensorWindowFeatures
+from ml.sensors import baselines, evaluation
 
 N_QUANTILES = 1000
 
@@ -104,8 +104,9 @@ class CalibratedIsolationForest(IsolationForest):
         return np.asarray(feature_names, dtype=object)[z.argmax(axis=1)]
 
 
-def make_detector(params: dict) -> Pipeline:
-    """The unfitted Pipeline: window features -> calibrated Isolation Forest, all knobs from params."""
+def make_detector(params: Mapping[str, Any]) -> Pipeline:
+    """The unfitted Pipeline: window features -> calibrated Isolation Forest, knobs from the `anomaly:` params."""
+    params = config.section("anomaly", params)
     return Pipeline(
         [
             (
@@ -142,15 +143,19 @@ def normal_rows(series: pd.DataFrame, mask: pd.Series | np.ndarray | None = None
     return keep
 
 
-def fit_detector(series: pd.DataFrame, params: dict, train_mask: pd.Series | None = None) -> Pipeline:
+def fit_detector(
+    series: pd.DataFrame, params: Mapping[str, Any], train_mask: pd.Series | None = None
+) -> Pipeline:
     """Fit on the training period: features on every training reading, the forest on the normal ones only.
 
     The last `calibration_fraction` of the training period (per sensor) is held out from the forest and
     sets the false-alarm threshold.
 
     `series` is a sensor grid (sensor_id, timestamp, value, optional is_anomaly); rows with a missing
-    value or inside a labelled window do not train the forest or its threshold.
+    value or inside a labelled window do not train the forest or its threshold. `params` are merged over
+    the project's `anomaly:` section (unknown keys refused).
     """
+    params = config.section("anomaly", params)
     pipe = make_detector(params)
     mask = training_rows(series, params["train_fraction"]) if train_mask is None else train_mask
     train = series[mask]
@@ -158,7 +163,7 @@ def fit_detector(series: pd.DataFrame, params: dict, train_mask: pd.Series | Non
     feats = pipe.named_steps["features"].fit(train[normal]).transform(train)
     # the forest learns from the earlier part of the training period; the threshold is set on the later
     # part, which the forest has not seen (in-sample scores would understate the false-alarm rate)
-    held_out = training_rows(train, 1.0 - params.get("calibration_fraction", 0.3)).to_numpy() == 0
+    held_out = training_rows(train, 1.0 - params["calibration_fraction"]).to_numpy() == 0
     X, keep = feats.to_numpy(), normal
     detector = pipe.named_steps["detector"].fit(X[keep & ~held_out])
     if (keep & held_out).sum() >= 50:
@@ -206,19 +211,17 @@ def eval_starts(series: pd.DataFrame, train_fraction: float) -> pd.Series:
 
 def baseline_scores(series: pd.DataFrame, period: int = 24) -> dict[str, pd.Series]:
     """The two causal baselines' scores for a sensor grid (aligned to its rows)."""
-    from ml.sensors import evaluation
-
     frame = series[["sensor_id", "timestamp", "value"]]
     return {
-        "rolling_zscore": evaluation.rolling_zscore_scores(frame, window=period),
-        "seasonal_residual": evaluation.seasonal_residual_scores(frame, period=period),
+        "rolling_zscore": baselines.rolling_zscore_scores(frame, window=period),
+        "seasonal_residual": baselines.seasonal_residual_scores(frame, period=period),
     }
 
 
 def compare_detectors(
     series: pd.DataFrame,
     windows: pd.DataFrame,
-    params: dict,
+    params: Mapping[str, Any],
     *,
     eval_start: pd.Series,
     train_mask: pd.Series,
@@ -231,8 +234,7 @@ def compare_detectors(
     `ml.sensors.evaluation.evaluate_detector` on the same evaluation period. Returns (comparison table,
     scored readings with every detector's score, the fitted pipeline).
     """
-    from ml.sensors import evaluation
-
+    params = config.section("anomaly", params)
     pipe = fit_detector(series, params, train_mask=train_mask)
     scored = score_readings(pipe, series)
     results = {
@@ -242,7 +244,7 @@ def compare_detectors(
             score_col="score",
             threshold=pipe.named_steps["detector"].threshold_,
             eval_start=eval_start,
-            merge_gap=params.get("merge_gap", 3),
+            merge_gap=params["merge_gap"],
         )
     }
     normal = normal_rows(series, train_mask)
@@ -257,9 +259,9 @@ def compare_detectors(
             score_col=f"score_{name}",
             threshold=threshold,
             eval_start=eval_start,
-            merge_gap=params.get("merge_gap", 3),
+            merge_gap=params["merge_gap"],
         )
-    return evaluation.compare_detectors(results), scored, pipe
+    return evaluation.detector_table(results), scored, pipe
 
 
 def false_alarm_sweep(
@@ -273,8 +275,6 @@ def false_alarm_sweep(
     merge_gap: int = 3,
 ) -> pd.DataFrame:
     """Event/point metrics of every detector over a range of false-alarm budgets (one row per detector x rate)."""
-    from ml.sensors import evaluation
-
     normal = normal_rows(series, train_mask)
     rows = []
     for rate in rates:
@@ -296,132 +296,3 @@ def false_alarm_sweep(
             )
             rows.append({"detector": name, "false_alarm_rate": rate, **m})
     return pd.DataFrame(rows)
-
-
-def nab_sample_comparison(nab_dir: Path, params: dict) -> pd.DataFrame:
-    """Per NAB file: train on its probationary period, then the forest and baselines on the rest."""
-    from ml import features
-    from ml.data import sources
-
-    readings, windows = sources.load_nab_dir(nab_dir)
-    rows = []
-    for sid, raw in readings.groupby("sensor_id", sort=True):
-        grid = features.label_windows(features.sensor_grid(raw), windows)
-        n = len(grid)
-        train_mask = pd.Series(np.arange(n) < sources.nab_probationary_rows(n), index=grid.index)
-        start = pd.Series({sid: grid.loc[~train_mask, "timestamp"].min()})
-        step = features.infer_freq(grid["timestamp"])
-        period = max(2, int(pd.Timedelta("1D") / step))
-        table, _, _ = compare_detectors(
-            grid,
-            windows[windows["sensor_id"] == sid],
-            nab_params(params),
-            eval_start=start,
-            train_mask=train_mask,
-            period=period,
-        )
-        rows.append(table.reset_index().assign(sensor_id=sid))
-    return pd.concat(rows, ignore_index=True)
-
-
-# --- NAB runner -------------------------------------------------------------------------------
-def nab_params(params: dict) -> dict:
-    """Detector params for NAB files: each file trains on its own probationary period."""
-    merged = {**params, **params.get("nab", {})}
-    merged.pop("nab", None)
-    return merged
-
-
-def run_nab_file(
-    csv: Path, data_dir: Path, params: dict, windows: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Score one NAB file causally, training only on its probationary period; NAB results rows, same order."""
-    from ml.data import sources
-
-    readings = sources.read_nab_csv(csv, sensor_id=str(csv.relative_to(data_dir).with_suffix("")))
-    n = len(readings)
-    prob = sources.nab_probationary_rows(n)
-    train_mask = pd.Series(np.arange(n) < max(prob, 2), index=readings.index)
-    series = readings.assign(is_anomaly=False)
-    pipe = fit_detector(series, nab_params(params), train_mask=train_mask)
-    scored = score_readings(pipe, readings, explain="none")
-    label = np.zeros(n, dtype=int)
-    if windows is not None and len(windows):
-        for w in windows[windows["sensor_id"] == readings["sensor_id"].iloc[0]].itertuples():
-            label[readings["timestamp"].between(w.start, w.end).to_numpy()] = 1
-    return pd.DataFrame(
-        {
-            "timestamp": readings["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"),
-            "value": readings["value"].to_numpy(),
-            "anomaly_score": scored["score"].fillna(0.0).round(6).to_numpy(),
-            "label": label,
-        }
-    )
-
-
-def run_nab(
-    data_dir: Path,
-    out_dir: Path,
-    params: dict,
-    *,
-    labels: Path | None = None,
-    detector: str = "opslab",
-    n_jobs: int = 2,
-) -> dict:
-    """Run the detector over a NAB-layout corpus (data/<category>/<file>.csv) and write NAB results files."""
-    from joblib import Parallel, delayed
-
-    from ml.data import sources
-
-    data_dir = Path(data_dir)
-    data_root = data_dir / "data" if (data_dir / "data").is_dir() else data_dir
-    files = sorted(data_root.rglob("*.csv"))
-    if not files:
-        raise FileNotFoundError(
-            f"{data_dir}: no NAB csv files under it (expected data/<category>/<file>.csv)"
-        )
-    labels = labels or (data_dir / "labels" / "combined_windows.json")
-    windows = sources.read_nab_labels(labels) if Path(labels).exists() else None
-    t0 = time.perf_counter()
-    results = Parallel(n_jobs=n_jobs)(delayed(run_nab_file)(f, data_root, params, windows) for f in files)
-    written = []
-    for f, res in zip(files, results, strict=True):
-        rel = f.relative_to(data_root)
-        dest = Path(out_dir) / detector / rel.parent / f"{detector}_{rel.name}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        res.to_csv(dest, index=False)
-        written.append(str(dest))
-    return {
-        "files": len(written),
-        "rows": int(sum(len(r) for r in results)),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "out": str(Path(out_dir) / detector),
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ml.config import load_params
-
-    ap = argparse.ArgumentParser(prog="python -m ml.sensors.anomaly", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    nab = sub.add_parser("nab", help="score a NAB-format corpus causally and write NAB results files")
-    nab.add_argument(
-        "--data-dir", required=True, type=Path, help="NAB root (with data/ and labels/) or a csv folder"
-    )
-    nab.add_argument(
-        "--out", required=True, type=Path, help="results root; files go to <out>/opslab/<category>/"
-    )
-    nab.add_argument(
-        "--labels", type=Path, default=None, help="combined_windows.json (default: <data-dir>/labels)"
-    )
-    nab.add_argument("--params", default="params.yaml")
-    nab.add_argument("--jobs", type=int, default=2)
-    args = ap.parse_args(argv)
-    params = load_params(args.params)["anomaly"]
-    summary = run_nab(args.data_dir, args.out, params, labels=args.labels, n_jobs=args.jobs)
-    print(json.dumps(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

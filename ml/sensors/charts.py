@@ -1,11 +1,17 @@
-"""Charts for the sensor notebooks: detections over the series, false-alarm trade-offs, explanations."""
+"""Charts for the sensor notebooks: detections, false-alarm trade-offs, explanations; forecasts and their errors."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
+from ml.sensors.backtest import Backtest, as_selection, chosen_points, select_models
+from ml.sensors.forecast import SensorForecaster
+from ml.sensors.forecast_models import LEVELS
 
 DETECTOR_NAMES = {
     "isolation_forest": "Isolation Forest",
@@ -127,3 +133,106 @@ def plot_score_distribution(
     )
     ax.legend()
     return fig
+
+
+# --- forecasts --------------------------------------------------------------------------------------
+def plot_forecasts(
+    series: pd.DataFrame,
+    forecaster: SensorForecaster,
+    sensor_ids: Sequence[str],
+    *,
+    days: float = 7,
+    horizon: int | None = None,
+    data_name: str = "synthetic",
+) -> plt.Figure:
+    """Last `days` of readings and the forecast with 80/95% bands, one panel per sensor."""
+    fig, axes = plt.subplots(len(sensor_ids), 1, figsize=(10, 2.6 * len(sensor_ids) + 0.6), squeeze=False)
+    info = forecaster.info().set_index("sensor_id")
+    for ax, sid in zip(axes[:, 0], sensor_ids, strict=True):
+        fc = forecaster.forecast(sid, horizon)
+        g = series[series["sensor_id"] == sid].sort_values("timestamp")
+        g = g[g["timestamp"] > g["timestamp"].max() - pd.Timedelta(days=days)]
+        ax.plot(g["timestamp"], g["value"], color="0.25", lw=1, label="readings")
+        if "is_anomaly" in g:
+            a = g[g["is_anomaly"].fillna(False).astype(bool)]
+            ax.scatter(a["timestamp"], a["value"], s=8, color="C3", label="labelled anomaly window", zorder=3)
+        ax.fill_between(fc["timestamp"], fc["lo95"], fc["hi95"], color="C0", alpha=0.18, label="95% interval")
+        ax.fill_between(fc["timestamp"], fc["lo80"], fc["hi80"], color="C0", alpha=0.35, label="80% interval")
+        ax.plot(fc["timestamp"], fc["yhat"], color="C0", lw=1.5, label="forecast")
+        kind, unit = info.loc[sid, "kind"], info.loc[sid, "unit"]
+        ax.set_ylabel(f"{kind or 'value'} ({unit or 'units'})")
+        ax.set_title(f"{sid} - {info.loc[sid, 'model']}", loc="left", fontsize=10)
+    axes[-1, 0].set_xlabel("time")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(
+        f"Forecast with 80/95% intervals after the last {days:g} days of readings ({data_name} sensors)"
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def _with_selected(bt: Backtest, selection: pd.DataFrame | Mapping[str, str] | None) -> pd.DataFrame:
+    """Scored backtest points of every candidate plus the per-sensor choice as model `selected`."""
+    chosen = as_selection(select_models(bt.scores, bt.params) if selection is None else selection)
+    pts = bt.forecasts[bt.forecasts["scored"]]
+    picked = chosen_points(pts, chosen).assign(model="selected")
+    return pd.concat([pts, picked], ignore_index=True)
+
+
+def plot_error_by_horizon(
+    bt: Backtest, selection: pd.DataFrame | Mapping[str, str] | None = None, *, data_name: str = "synthetic"
+) -> plt.Figure:
+    """Backtest scaled absolute error (|e| / MASE scale, averaged over points) by steps ahead, per model."""
+    pts = _with_selected(bt, selection)
+    pts = pts.assign(ase=(pts["y"] - pts["yhat"]).abs() / pts["scale"])
+    by_h = pts.groupby(["model", "h"])["ase"].mean().reset_index()
+    fig, ax = plt.subplots()
+    for i, model in enumerate([*bt.params["models"], "selected"]):
+        d = by_h[by_h["model"] == model]
+        style = {"color": "0.1", "lw": 2.2} if model == "selected" else {"color": f"C{i}", "lw": 1.2}
+        ax.plot(d["h"], d["ase"], marker="o", ms=3, label=model, **style)
+    ax.axhline(1.0, color="0.4", ls="--", lw=1, label="in-sample seasonal naive error (MASE = 1)")
+    ax.set_xlabel(f"horizon (steps ahead; {_step_label(bt)})")
+    ax.set_ylabel("mean absolute scaled error (MASE units)")
+    folds = bt.forecasts["fold"].nunique()
+    ax.set_title(f"Backtest error by horizon per model ({data_name} sensors, {folds} rolling origins)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
+def plot_coverage(
+    bt: Backtest, selection: pd.DataFrame | Mapping[str, str] | None = None, *, data_name: str = "synthetic"
+) -> plt.Figure:
+    """Empirical coverage of the 80% and 95% intervals per model (and per-sensor choice) against nominal."""
+    pts = _with_selected(bt, selection)
+    models = [*bt.params["models"], "selected"]
+    fig, ax = plt.subplots()
+    width = 0.8 / len(LEVELS)
+    for j, level in enumerate(LEVELS):
+        inside = (pts["y"] >= pts[f"lo{level}"]) & (pts["y"] <= pts[f"hi{level}"])
+        cov = inside.groupby(pts["model"]).mean().reindex(models) * 100
+        x = np.arange(len(models)) + (j - (len(LEVELS) - 1) / 2) * width
+        bars = ax.bar(x, cov.to_numpy(), width=width, color=f"C{j}", label=f"{level}% interval")
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.axhline(level, color=f"C{j}", ls="--", lw=1)
+        ax.axhspan(level - 5, level + 5, color=f"C{j}", alpha=0.08)
+    ax.set_xticks(np.arange(len(models)), models)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("actuals inside the interval (%)")
+    ax.set_xlabel("model (dashed: nominal level, band: +/- 5 points)")
+    ax.set_title(f"Prediction interval coverage vs nominal, backtest ({data_name} sensors)")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def _step_label(bt: Backtest) -> str:
+    """'1 step = 1 h' when every sensor shares a step, else a note that steps differ."""
+    steps = bt.forecasts.groupby("sensor_id")["timestamp"].apply(
+        lambda t: pd.Series(t.unique()).sort_values().diff().min()
+    )
+    uniq = steps.dropna().unique()
+    if len(uniq) != 1:
+        return "each sensor's own step"
+    minutes = pd.Timedelta(uniq[0]) / pd.Timedelta("1min")
+    return f"1 step = {minutes / 60:g} h" if minutes % 60 == 0 else f"1 step = {minutes:g} min"

@@ -10,11 +10,11 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from ml.sensors.forecast import SensorForecaster
+
 
 class SensorForecastModel(PythonModel):
     def load_context(self, context):
-        from ml.sensors.forecast import SensorForecaster
-
         self.forecaster = SensorForecaster.load(context.artifacts["forecaster"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import attrs
+import bentoml
 from bentoml.exceptions import BentoMLException, NotFound
 from bentoml.models import BentoModel
 
@@ -36,8 +37,6 @@ def bento_tag(name: str, source: loading.Source) -> str:
 
 def import_to_bento_store(name: str, loader=None) -> str:
     """Copy the model the service would load now into the BentoML model store (verified); returns the tag."""
-    import bentoml
-
     source = loading.resolve(name)
     if source.kind == "bento":
         return f"{name}:{Path(source.uri).name}"

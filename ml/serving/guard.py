@@ -145,9 +145,8 @@ def intended_host() -> str:
             return arg.split("=", 1)[1]
     if os.environ.get("BENTOML_HOST"):
         return os.environ["BENTOML_HOST"]
-    from bentoml._internal.configuration.containers import (
-        BentoMLContainer,  # on use: the key CLI runs without bentoml
-    )
+    # imported on use: the key CLI (`python -m ml.serving.guard new-key`) runs without loading bentoml
+    from bentoml._internal.configuration.containers import BentoMLContainer
 
     return str(BentoMLContainer.http.host.get())
 

@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml import config
+from ml.incidents import sla, triage, ttr
+from ml.monitoring import drift
+from ml.sensors import anomaly
 from ml.serving import schemas
 
 
@@ -45,8 +49,6 @@ def readings_frame(readings: list[schemas.Reading]) -> pd.DataFrame:
 
 
 def detect_anomaly(pipe, request: schemas.DetectAnomalyRequest) -> dict:
-    from ml.sensors import anomaly
-
     frame = readings_frame(request.readings)
     known = pipe.named_steps["features"].sensors_
     for i, sid in enumerate(frame["sensor_id"]):
@@ -172,15 +174,11 @@ def sla_threshold(metrics: dict[str, float], configured: float | None) -> tuple[
         return float(metrics["threshold"]), "model metric 'threshold' (chosen on training data)"
     if configured is not None:
         return float(configured), "params.yaml serving.sla_threshold"
-    from ml.incidents import sla
-
-    p = sla.DEFAULTS
-    return p["cost_fp"] / (p["cost_fp"] + p["cost_fn"]), "cost_fp / (cost_fp + cost_fn) (defaults)"
+    p = config.section("sla")
+    return p["cost_fp"] / (p["cost_fp"] + p["cost_fn"]), "cost_fp / (cost_fp + cost_fn) (params.yaml sla)"
 
 
 def predict_sla(model, request: schemas.IncidentsRequest, *, threshold: float) -> dict:
-    from ml.incidents import sla
-
     frame = incidents_frame(request.incidents)
     probs = sla.breach_probability(model, frame, n_threads=None)  # the process runs single-threaded already
     return {
@@ -192,8 +190,6 @@ def predict_sla(model, request: schemas.IncidentsRequest, *, threshold: float) -
 
 
 def predict_ttr(model, request: schemas.IncidentsRequest) -> dict:
-    from ml.incidents import ttr
-
     frame = incidents_frame(request.incidents)
     pred = ttr.predict_ttr(model, frame, n_threads=None)
     return {
@@ -240,8 +236,6 @@ def _head(row) -> dict:
 
 def classify_heads(model, request: schemas.TopKRequest, targets: tuple[str, ...]) -> dict:
     """`PrecisionTargetClassifier.predict_frame` (what batch scoring calls) -> one object per head."""
-    from ml.incidents import triage
-
     missing = [t for t in targets if t not in model.target_names_]
     if missing:
         raise ClientError(
@@ -323,22 +317,18 @@ def cluster(model, request: schemas.IncidentsRequest) -> dict:
 def _noise_floor(domain: str, reference: pd.DataFrame, current: pd.DataFrame, bins: int) -> float:
     """The PSI sampling alone gives at these sizes; sensors are compared one sensor at a time, so their
     sizes are the median rows per sensor of the batch (and of those sensors in the reference)."""
-    from ml import monitoring
-
     if domain != "sensors":
-        return monitoring.psi_noise_floor(len(reference), len(current), bins)
+        return drift.psi_noise_floor(len(reference), len(current), bins)
     cur = current["sensor_id"].value_counts()
     ref = reference["sensor_id"].value_counts().reindex(cur.index).dropna()
     if ref.empty:
         return float("nan")
-    return monitoring.psi_noise_floor(int(ref.median()), int(cur.median()), bins)
+    return drift.psi_noise_floor(int(ref.median()), int(cur.median()), bins)
 
 
 # --- drift ----------------------------------------------------------------------------------------
 def check_drift(request: schemas.DriftRequest, loaded, cfg) -> dict:
     """PSI per monitored feature of the batch against the reference saved with the domain's model."""
-    from ml import monitoring
-
     reference = loaded.extras.get("reference")
     if reference is None:
         raise ClientError(
@@ -355,7 +345,7 @@ def check_drift(request: schemas.DriftRequest, loaded, cfg) -> dict:
         raise ClientError(f"domain {request.domain!r} needs at least one record in {field}", [field])
     current = readings_frame(records) if request.domain == "sensors" else incidents_frame(records)
     try:
-        table = monitoring.check_drift(
+        table = drift.check_drift(
             request.domain, reference, current, threshold=cfg.drift_psi_threshold, bins=cfg.drift_bins
         )
     except ValueError as exc:  # e.g. a sensor the reference does not know

@@ -1,4 +1,4 @@
-"""Serving limits and switches: params.yaml `serving:` merged over defaults, a few overridable by env.
+"""Serving limits and switches: params.yaml `serving:` (through `config.section`), a few overridable by env.
 
 The drift flag's PSI threshold and bins come from `monitoring:` (the same numbers the drift notebook uses).
 
@@ -8,21 +8,10 @@ Read once per process (the request schemas carry the limits, so they are fixed a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
 
 from ml import config
-
-DEFAULTS: dict[str, Any] = {
-    "required_models": ["sensor-anomaly", "sensor-forecast"],
-    "max_items": 1000,
-    "max_history": 2016,
-    "max_text_chars": 5000,
-    "max_body_bytes": 1_048_576,
-    "threads": 4,
-    "sla_threshold": None,
-}
 
 ENV_API_KEYS = "OPSLAB_API_KEYS"
 ENV_API_KEYS_FILE = "OPSLAB_API_KEYS_FILE"
@@ -43,21 +32,14 @@ class Settings:
     drift_bins: int
 
 
-def _params(section: str = "serving") -> dict[str, Any]:
-    try:
-        return dict(config.load_params().get(section) or {})
-    except FileNotFoundError:  # a Bento without params.yaml: defaults
-        return {}
-
-
 @lru_cache(maxsize=1)
 def get() -> Settings:
-    """The settings of this process (params.yaml `serving:` over DEFAULTS; OPSLAB_REQUIRED_MODELS wins)."""
-    p = {**DEFAULTS, **_params()}
-    unknown = sorted(set(p) - set(DEFAULTS))
+    """The settings of this process (params.yaml `serving:`; OPSLAB_REQUIRED_MODELS wins)."""
+    p = config.section("serving")
+    unknown = sorted(set(p) - {f.name for f in fields(Settings)})
     if unknown:
-        raise ValueError(f"params.yaml serving: unknown key(s) {unknown}; known: {sorted(DEFAULTS)}")
-    monitoring = _params("monitoring")
+        raise ValueError(f"params.yaml serving: key(s) {unknown} are not serving settings")
+    monitoring = config.section("monitoring")
     required = p["required_models"]
     if os.environ.get(ENV_REQUIRED) is not None:
         required = [m.strip() for m in os.environ[ENV_REQUIRED].split(",") if m.strip()]
@@ -69,8 +51,8 @@ def get() -> Settings:
         max_body_bytes=int(p["max_body_bytes"]),
         threads=int(p["threads"]),
         sla_threshold=None if p["sla_threshold"] is None else float(p["sla_threshold"]),
-        drift_psi_threshold=float(monitoring.get("psi_threshold", 0.1)),  # one threshold: params monitoring
-        drift_bins=int(monitoring.get("bins", 10)),
+        drift_psi_threshold=float(monitoring["psi_threshold"]),  # one threshold: params monitoring
+        drift_bins=int(monitoring["bins"]),
     )
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ml import registry
+from ml.incidents import system_team, triage
 from ml.serving import predict, schemas
+from ml.serving.accel import accelerate
 
 
 # --- loaders: (model dir, expected sha256) -> model object; each verifies the bytes before deserialising
 def load_detector(path: Path, sha256: str):
-    from ml.serving.accel import accelerate
-
     pipe = registry.load_sklearn(path, sha256)
     accelerate(pipe.named_steps["detector"])  # same scores, ~10x less per-tree overhead
     return pipe
@@ -211,8 +211,6 @@ def check() -> None:
     for e in ENDPOINTS.values():
         assert e.model in MODELS and e.route in MODELS[e.model].endpoints, f"{e.route}: model {e.model!r}"
     assert set(DRIFT_MODELS) == {"sensors", "incidents"}, DRIFT_MODELS
-    from ml.incidents import system_team, triage
-
     for route, heads, trained in (
         ("/triage", TRIAGE_HEADS, triage.TRIAGE_TARGETS),
         ("/system_team", SYSTEM_TEAM_HEADS, system_team.SYSTEM_TEAM_TARGETS),

@@ -15,10 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml import features, registry
-from ml.data import schemas, synth
+from ml import registry
+from ml.data import schemas
+from ml.data.gold import label_windows, sensor_grid
+from ml.data.synth.incidents import make_incidents
+from ml.data.synth.sensors import make_sensors
+from ml.features import add_group_load
 from ml.incidents import clusters, similar, sla, system_team, triage, ttr
-from ml.incidents import features as F
+from ml.incidents.targets import time_split
 from ml.monitoring import reference
 from ml.sensors import anomaly, forecast
 
@@ -49,8 +53,8 @@ def small_series(seed=0, n=24 * 14) -> pd.DataFrame:
         )
         for sid in ("cpu-01", "cpu-02")
     ]
-    return features.label_windows(
-        features.sensor_grid(pd.concat(parts, ignore_index=True)),
+    return label_windows(
+        sensor_grid(pd.concat(parts, ignore_index=True)),
         pd.DataFrame(columns=["sensor_id", "start", "end", "anomaly_kind"]),
     )
 
@@ -97,9 +101,9 @@ class ScratchData:
 
 def make_data(n_sensors: int = 4, days: int = 21, n_incidents: int = 2000, seed: int = 7) -> ScratchData:
 
-    readings, windows = synth.make_sensors(n_sensors=n_sensors, days=days, seed=seed)
-    grid = features.label_windows(features.sensor_grid(readings), windows)
-    incidents = F.add_group_load(synth.make_incidents(n_incidents=n_incidents, seed=seed))
+    readings, windows = make_sensors(n_sensors=n_sensors, days=days, seed=seed)
+    grid = label_windows(sensor_grid(readings), windows)
+    incidents = add_group_load(make_incidents(n_incidents=n_incidents, seed=seed))
     return ScratchData(grid, incidents)
 
 
@@ -149,7 +153,7 @@ def register_sensor_forecast(data: ScratchData, export_dir: Path):
 
 def incident_split(data: ScratchData):
 
-    return F.time_split(data.incidents, test_fraction=0.2)
+    return time_split(data.incidents, test_fraction=0.2)
 
 
 def register_incident_sla(data: ScratchData, export_dir: Path):

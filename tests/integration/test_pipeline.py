@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from ml import features
 from ml.config import ROOT, load_params
-from ml.data import ingest, synth
+from ml.data import ingest
+from ml.data.gold import build_gold
+from ml.data.synth import export
+from ml.data.synth.incidents import make_incidents
+from ml.data.synth.sensors import make_sensors
 from ml.reports.notebooks import execute, recorded
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -53,6 +56,8 @@ def small_params(base: Path) -> dict:
         for key in ("charts", "metrics", "scores", "tables"):
             if isinstance(cfg, dict) and key in cfg:
                 cfg[key] = str(base / section / Path(cfg[key]).name)
+        if isinstance(cfg, dict) and "real_charts" in cfg:
+            cfg["real_charts"] = str(base / section / "real")
     return params
 
 
@@ -65,12 +70,12 @@ def out(base: Path, section: str, key: str) -> Path:
 def small_project(tmp_path_factory) -> tuple[Path, dict]:
     base = tmp_path_factory.mktemp("opslab")
     params = small_params(base)
-    synth.write_landing(params["generate"], base / "landing")
+    export.write_landing(params["generate"], base / "landing")
     counts = ingest.run(params)
     silver = {
         t: ingest.read_silver(base / "silver", t) for t in ("sensor_readings", "anomaly_windows", "incidents")
     }
-    gold = features.build_gold(silver, params["features"])
+    gold = build_gold(silver, params["features"])
     (base / "gold").mkdir()
     for name, frame in gold.items():
         ingest.atomic_write_parquet(frame, base / "gold" / f"{name}.parquet")
@@ -81,7 +86,7 @@ def small_project(tmp_path_factory) -> tuple[Path, dict]:
 def test_generated_batches_land_in_silver_exactly(small_project):
     base, counts = small_project
     assert counts["silver_rows"]["quarantine"] == 0
-    readings, windows = synth.make_sensors(
+    readings, windows = make_sensors(
         seed=7,
         **{k: v for k, v in SMALL_GENERATE["sensors"].items() if k not in ("batch_every", "resend_overlap")},
     )
@@ -92,7 +97,7 @@ def test_generated_batches_land_in_silver_exactly(small_project):
         check_dtype=False,
     )
     incidents = ingest.read_silver(base / "silver", "incidents")
-    final = synth.make_incidents(
+    final = make_incidents(
         seed=7, **{k: v for k, v in SMALL_GENERATE["incidents"].items() if k != "batch_every"}
     )
     assert len(incidents) == len(final) == 1500
@@ -111,11 +116,18 @@ def test_eda_notebook_runs_under_papermill_and_records_results(small_project, tm
     assert record["smoke"] is True and record["sensors"] == 6 and record["sensor_kinds"] >= 3
     assert record["anomaly_kinds"] == 5 and record["incidents"] == 1500
     assert 0 < record["sla_breach_rate_pct"] < 100
-    assert json.loads(out(base, "eda", "metrics").read_text()) == record
+    metrics_file = out(base, "eda", "metrics")
+    assert json.loads(metrics_file.read_text()) == {k: v for k, v in record.items() if k != "real"}
     charts = {p.name for p in out(base, "eda", "charts").glob("*.png")}
     assert set(record["charts"]) == charts and "sensor_seasonality.png" in charts
+    real_file = metrics_file.parent / "real" / metrics_file.name
     if record["real"]:  # ../shared/data present (CI): the real samples went through the same loaders
         assert record["real"]["uci_incidents"] == 3000 and record["real"]["nab_windows"] == 12
+        assert json.loads(real_file.read_text()) == record["real"]
+        real_charts = {p.name for p in out(base, "eda", "real_charts").glob("*.png")}
+        assert set(record["real"]["charts"]) == real_charts and "uci_breach_rates.png" in real_charts
+    else:  # a fresh clone: no real-data file is written, so none that is committed gets erased
+        assert not real_file.exists()
 
 
 @pytest.mark.slow

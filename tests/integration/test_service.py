@@ -215,9 +215,9 @@ def sensors(scratch) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def incidents(scratch) -> pd.DataFrame:
-    from ml.incidents import features as F
+    from ml.incidents.targets import time_split
 
-    _, test = F.time_split(pd.read_parquet(scratch / "incidents.parquet"), test_fraction=0.2)
+    _, test = time_split(pd.read_parquet(scratch / "incidents.parquet"), test_fraction=0.2)
     return test.head(25)
 
 
@@ -526,13 +526,13 @@ def test_cluster_equals_batch_predict_and_top_terms(a, scratch, incidents, meta)
 def run_reference(name: str, version: str, scratch: Path) -> pd.DataFrame:
     import mlflow
 
-    from ml import monitoring
+    from ml.monitoring import reference
 
     with pytest.MonkeyPatch.context() as mp:
         for k, v in _registry_env(scratch).items():
             mp.setenv(k, v)
         run_id = registry.client().get_model_version(name, version).run_id
-        return monitoring.load_reference(
+        return reference.load_reference(
             mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reference")
         )
 
@@ -540,7 +540,7 @@ def run_reference(name: str, version: str, scratch: Path) -> pd.DataFrame:
 def test_check_drift_equals_the_monitoring_psi_against_the_saved_reference(
     a, sensors, scratch, incidents, meta
 ):
-    from ml import monitoring
+    from ml.monitoring import drift
 
     params = settings.get()
     window = sensors[sensors["timestamp"] >= sensors["timestamp"].max() - pd.Timedelta(days=4)]
@@ -550,7 +550,7 @@ def test_check_drift_equals_the_monitoring_psi_against_the_saved_reference(
     body = r.json()
     assert (body["model_name"], body["model_version"]) == ("sensor-anomaly", "1")  # A serves v1
     reference = run_reference("sensor-anomaly", "1", scratch)
-    expected = monitoring.check_drift(
+    expected = drift.check_drift(
         "sensors", reference, window, threshold=params.drift_psi_threshold, bins=params.drift_bins
     )
     got = {f["feature"]: f["psi"] for f in body["features"]}

@@ -1,15 +1,29 @@
-"""Gold transforms: causal sensor features, open-time-only incident features, one table per task."""
+"""Shared transforms: causal sensor window features, open-time-only incident features, ticket-text cleaning."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from ml import features
 from ml.data import schemas
+from ml.data.gold import sensor_grid
+from ml.data.synth.incidents import make_incidents
+from ml.features import GROUP_LOAD, INPUT_COLUMNS, IncidentFeatures, clean_text
+from ml.incidents.targets import time_split
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """BLAS/OpenMP on one thread: the runner's cores are shared."""
+    with threadpool_limits(1):
+        yield
 
 
 def readings(n=72, sensors=("cpu-01", "cpu-02"), drop=(), freq="1h") -> pd.DataFrame:
@@ -24,33 +38,7 @@ def readings(n=72, sensors=("cpu-01", "cpu-02"), drop=(), freq="1h") -> pd.DataF
     return df.drop(index=list(drop)).reset_index(drop=True)
 
 
-def test_grid_fills_gaps_with_flagged_nan_rows_and_keeps_each_sensor_step():
-    r = pd.concat(
-        [readings(drop=[5, 6, 7]), readings(n=30, sensors=("nab",), freq="5min")], ignore_index=True
-    )
-    grid = features.sensor_grid(r)
-    cpu = grid[grid["sensor_id"] == "cpu-01"]
-    assert len(cpu) == 72 and cpu["is_missing"].sum() == 3 and cpu["value"].isna().sum() == 3
-    nab = grid[grid["sensor_id"] == "nab"]
-    assert len(nab) == 30 and (nab["timestamp"].diff().dropna() == pd.Timedelta("5min")).all()
-
-
-def test_label_windows_marks_both_ends_inclusive():
-    grid = features.sensor_grid(readings())
-    w = pd.DataFrame(
-        {
-            "sensor_id": ["cpu-01"],
-            "start": [pd.Timestamp("2024-01-01 10:00")],
-            "end": [pd.Timestamp("2024-01-01 12:00")],
-            "anomaly_kind": ["spike"],
-        }
-    )
-    labelled = features.label_windows(grid, w)
-    hit = labelled[labelled["is_anomaly"]]
-    assert list(hit["timestamp"].dt.hour) == [10, 11, 12] and set(hit["sensor_id"]) == {"cpu-01"}
-    assert "is_anomaly" not in grid.columns  # input untouched
-
-
+# --- sensors ----------------------------------------------------------------------------------------
 def fitted(grid: pd.DataFrame) -> features.SensorWindowFeatures:
     return features.SensorWindowFeatures().fit(grid[grid["timestamp"] < "2024-01-02 06:00"])
 
@@ -59,7 +47,7 @@ def fitted(grid: pd.DataFrame) -> features.SensorWindowFeatures:
 @given(cut=st.integers(min_value=30, max_value=70), bump=st.floats(min_value=-1e3, max_value=1e3))
 def test_sensor_features_are_causal(cut, bump):
     """Changing readings after time t never changes the features at or before t."""
-    grid = features.sensor_grid(readings(drop=[40]))
+    grid = sensor_grid(readings(drop=[40]))
     model = fitted(grid)
     base = model.transform(grid)
     changed = grid.copy()
@@ -71,7 +59,7 @@ def test_sensor_features_are_causal(cut, bump):
 
 
 def test_features_keep_input_row_order_and_are_finite():
-    grid = features.sensor_grid(readings())
+    grid = sensor_grid(readings())
     shuffled = grid.sample(frac=1.0, random_state=0)
     model = fitted(grid)
     f = model.transform(shuffled)
@@ -81,7 +69,7 @@ def test_features_keep_input_row_order_and_are_finite():
 
 
 def test_window_features_flag_a_spike_and_a_stuck_value():
-    grid = features.sensor_grid(readings())
+    grid = sensor_grid(readings())
     model = fitted(grid)
     cpu1 = grid["sensor_id"] == "cpu-01"
     grid.loc[cpu1 & (grid["timestamp"] == "2024-01-02 12:00"), "value"] = 500.0
@@ -94,7 +82,7 @@ def test_window_features_flag_a_spike_and_a_stuck_value():
 
 
 def test_unknown_sensor_and_missing_column_are_named():
-    grid = features.sensor_grid(readings())
+    grid = sensor_grid(readings())
     model = fitted(grid)
     other = grid.assign(sensor_id="temp-99")
     with pytest.raises(ValueError, match="temp-99"):
@@ -103,41 +91,50 @@ def test_unknown_sensor_and_missing_column_are_named():
         model.transform(grid.drop(columns="value"))
 
 
-def incidents_frame(n=40) -> pd.DataFrame:
-    opened = pd.date_range("2024-01-01 08:00", periods=n, freq="3h")
-    resolved = opened + pd.to_timedelta(np.arange(n) % 9 + 1, unit="h")
-    df = pd.DataFrame({c: [None] * n for c in schemas.INCIDENT_COLUMNS})
-    df["number"] = [f"INC{i:04d}" for i in range(n)]
-    df["opened_at"], df["sys_updated_at"] = opened, resolved
-    df["priority"], df["impact"], df["urgency"] = 3, 2, 2
-    df["assignment_group"] = np.where(np.arange(n) % 2, "DBA", "Service Desk")
-    df["short_description"], df["description"] = "db slow", "the database is slow"
-    df["sla_target_hours"] = 5.0
-    df["resolved_at"] = resolved.where(np.arange(n) < n - 5)
-    df["made_sla"] = pd.array(
-        [(h <= 5) if i < n - 5 else None for i, h in enumerate(np.arange(n) % 9 + 1)], dtype="boolean"
-    )
-    df["state"] = np.where(np.arange(n) < n - 5, "Closed", "In Progress")
-    df["root_cause"] = "x"
-    return df
+# --- incidents --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """1,500 synthetic incidents with the group load over the whole history, split in time."""
+    return time_split(features.add_group_load(make_incidents(n_incidents=1500, seed=11)), test_fraction=0.2)
 
 
-def test_incident_feature_tables_use_open_time_fields_only():
-    gold = features.build_gold(
-        {
-            "sensor_readings": readings().iloc[:0],
-            "anomaly_windows": pd.DataFrame(),
-            "incidents": incidents_frame(),
-        },
-        {},
-    )
-    allowed = set(schemas.OPEN_TIME_COLUMNS) | set(features.INCIDENT_DERIVED) | {"number"}
-    for name in ("incident_sla", "incident_ttr", "incident_open"):
-        feats = {c for c in gold[name].columns if not c.startswith("target_")}
-        assert feats <= allowed, f"{name} leaks {feats - allowed}"
-        assert not feats & set(schemas.OUTCOME_COLUMNS)
-    assert len(gold["incident_open"]) == 5 and len(gold["incident_sla"]) == 35
-    assert gold["incident_sla"]["target_breached"].sum() == sum((i % 9 + 1) > 5 for i in range(35))
+def test_input_columns_are_open_time_fields_only():
+    allowed = set(schemas.OPEN_TIME_COLUMNS) | {GROUP_LOAD}
+    assert set(INPUT_COLUMNS) <= allowed
+    assert set(IncidentFeatures().input_columns()) <= allowed
+    assert not set(INPUT_COLUMNS) & set(schemas.OUTCOME_COLUMNS)
+
+
+@pytest.mark.parametrize("col", ["made_sla", "resolved_at", "reassignment_count", "owning_team"])
+def test_asking_for_a_column_not_known_at_open_time_raises(col, split):
+    with pytest.raises(ValueError, match=col):
+        IncidentFeatures(categorical_columns=("category", col)).fit(split[0])
+
+
+def test_features_are_finite_and_named(split):
+    train, test = split
+    f = IncidentFeatures(text_components=5).fit(train)
+    X = f.transform(test)
+    assert X.shape == (len(test), len(f.get_feature_names_out())) and np.isfinite(X).all()
+    # unseen categories and a missing group load are handled, not errors
+    odd = test.drop(columns=[GROUP_LOAD]).assign(assignment_group="A team nobody has seen", location=None)
+    assert np.isfinite(f.transform(odd)).all()
+
+
+def test_training_needs_group_load_and_text_needs_text(split):
+    train, _ = split
+    with pytest.raises(ValueError, match="add_group_load"):
+        IncidentFeatures().fit(train.drop(columns=[GROUP_LOAD]))
+    no_text = train.assign(short_description=None, description=None)
+    with pytest.raises(ValueError, match="use_text"):
+        IncidentFeatures().fit(no_text)
+    assert IncidentFeatures(use_text=False).fit(no_text).transform(no_text).shape[0] == len(train)
+
+
+def test_hours_to_business_counts_to_the_next_working_morning():
+    opened = pd.to_datetime(["2024-01-01 10:00", "2024-01-01 07:00", "2024-01-05 19:00", "2024-01-06 12:00"])
+    hours = features.hours_to_business(opened)  # Mon 10:00, Mon 07:00, Fri 19:00, Sat 12:00
+    np.testing.assert_array_equal(hours, [0.0, 1.0, 61.0, 44.0])
 
 
 def test_group_load_counts_only_earlier_incidents_of_the_same_group():
@@ -154,3 +151,40 @@ def test_group_load_counts_only_earlier_incidents_of_the_same_group():
 def test_incident_text_joins_fields(text, expected):
     df = pd.DataFrame({"short_description": [text[0]], "description": [text[1]]})
     assert features.incident_text(df).iloc[0] == expected
+
+
+# --- ticket text --------------------------------------------------------------------------------------
+def test_clean_text_normalises_and_masks_identifiers():
+    raw = (
+        "URGENT:  VPN   error 809, see https://kb.corp/x?id=1 or mail it@corp.com (INC0012345) tel 0612345678"
+    )
+    out = clean_text(raw)
+    assert out == "urgent: vpn error 809, see urltoken or mail emailtoken ( tickettoken ) tel numtoken"
+    # short codes kept, full-width letters folded
+    assert clean_text("ORA-01653 on ｏｒａｄｂ") == "ora-01653 on oradb"
+    for missing in (None, float("nan"), np.nan, pd.NA, pd.NaT, ""):
+        assert clean_text(missing) == ""
+    assert clean_text(12345) == "12345"
+    assert len(clean_text("x" * 1_000_000)) == 2000
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=300), st.floats(), st.integers()), st.integers(1, 500))
+def test_clean_text_never_crashes_is_bounded_and_deterministic(value, max_chars):
+    out = clean_text(value, max_chars)
+    assert isinstance(out, str) and len(out) <= max_chars
+    assert out == clean_text(value, max_chars)
+    assert out == out.strip() and "  " not in out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
+def test_clean_text_is_idempotent_on_ascii(value):
+    once = clean_text(value)
+    assert clean_text(once) == once
+
+
+def test_clean_text_handles_a_megabyte_quickly():
+    start = time.perf_counter()
+    out = clean_text(("Outlook crashed " + "é" * 50 + " https://x.y/z ") * 40_000)
+    assert len(out) <= 2000 and time.perf_counter() - start < 1.0

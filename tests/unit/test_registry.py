@@ -137,10 +137,12 @@ FIT_AND_SAVE = """
 import sys
 from pathlib import Path
 from ml import registry
-from ml.data import synth
-from ml.incidents import features as F, sla
-inc = F.add_group_load(synth.make_incidents(n_incidents=600, seed=1))
-train, test = F.time_split(inc, 0.2)
+from ml.data.synth.incidents import make_incidents
+from ml.features import add_group_load
+from ml.incidents import sla
+from ml.incidents.targets import time_split
+inc = add_group_load(make_incidents(n_incidents=600, seed=1))
+train, test = time_split(inc, 0.2)
 model = sla.fit_sla(train, {"max_iter": 10})
 sla.breach_probability(model, test)  # a transform re-sets the vectorizer's object id
 print(registry.save_sklearn(model, Path(sys.argv[1])))

@@ -1,5 +1,5 @@
 import sys
 
-from ml.data.synth import main
+from ml.data.synth.export import main
 
 sys.exit(main())

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml.data import ingest
-from ml.data.ingest import DataValidationError, clean_batch, ingest_batch, read_silver, upsert
+from ml.data.ingest import clean_batch, ingest_batch, read_silver, upsert
+from ml.data.landing import COLUMN_TYPES, DataValidationError
 
 HEADER = "sensor_id,kind,unit,timestamp,value\n"
 
@@ -234,7 +235,7 @@ def test_upsert_is_order_independent_idempotent_and_keeps_every_key(versions, rn
         )
     ).sort_index()
     batches = [rows.loc[[i for i in range(s, s + 4) if i in rows.index]] for s in range(0, len(versions), 4)]
-    empty = pd.DataFrame(columns=list(ingest.COLUMN_TYPES["incidents"]))
+    empty = pd.DataFrame(columns=list(COLUMN_TYPES["incidents"]))
     state = empty
     for b in batches:
         state = upsert(state, b.reset_index(drop=True), "incidents")

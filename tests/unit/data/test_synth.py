@@ -13,19 +13,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml.data import schemas, synth
+from ml.data import schemas
+from ml.data.synth import export
+from ml.data.synth.catalogues import CONTACT_TYPES, ONE_OFF, ROOT_CAUSES, WAIT_HINTS
+from ml.data.synth.common import DEFAULT_SLA_HOURS, itil_priorities, itil_priority, sla_target_hours
+from ml.data.synth.incidents import incident_batches, incident_export_time, make_incidents, snapshot_incidents
+from ml.data.synth.sensors import ANOMALY_KINDS, CLEAN_FRACTION, make_sensors, sensor_batches, sensor_shifts
 
 SENSOR_ARGS = dict(n_sensors=8, days=21, seed=7, missing_rate=0.02, anomalies_per_sensor=2)
 RECAL = {"at": "2024-01-15", "sensors": 2, "offset_pct": 0.08}
 ROLLOUT = {"at": "2024-10-01", "system": "ServiceNow HR portal", "share": 0.15}
 INCIDENT_ARGS = dict(n_incidents=1500, seed=7, rollout=ROLLOUT)
-EXPORT = synth.incident_export_time("2024-01-01", 12)
+EXPORT = incident_export_time("2024-01-01", 12)
 HYPO = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
 def sensors():
-    return synth.make_sensors(**SENSOR_ARGS, recalibration=RECAL)
+    return make_sensors(**SENSOR_ARGS, recalibration=RECAL)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def windows(sensors):
 
 @pytest.fixture(scope="module")
 def incidents():
-    return synth.make_incidents(**INCIDENT_ARGS)
+    return make_incidents(**INCIDENT_ARGS)
 
 
 # --- ITIL priority and SLA ---------------------------------------------------------------------
@@ -56,49 +61,49 @@ def test_itil_priority_is_the_servicenow_matrix_on_all_of_1_to_3_squared():
         (3, 2): 4,
         (3, 3): 5,
     }
-    assert {(i, u): synth.itil_priority(i, u) for i in (1, 2, 3) for u in (1, 2, 3)} == expected
+    assert {(i, u): itil_priority(i, u) for i in (1, 2, 3) for u in (1, 2, 3)} == expected
 
 
 def test_itil_priority_is_monotone_more_impact_or_urgency_is_never_less_urgent():
     for i in (1, 2, 3):
         for u in (1, 2, 3):
-            p = synth.itil_priority(i, u)
+            p = itil_priority(i, u)
             if i < 3:
-                assert p <= synth.itil_priority(i + 1, u)
+                assert p <= itil_priority(i + 1, u)
             if u < 3:
-                assert p <= synth.itil_priority(i, u + 1)
+                assert p <= itil_priority(i, u + 1)
 
 
 @given(bad=st.integers().filter(lambda x: x not in (1, 2, 3)), ok=st.sampled_from([1, 2, 3]))
 @settings(max_examples=20, deadline=None)
 def test_itil_priority_rejects_out_of_range_naming_the_argument(bad, ok):
     with pytest.raises(ValueError, match="impact"):
-        synth.itil_priority(bad, ok)
+        itil_priority(bad, ok)
     with pytest.raises(ValueError, match="urgency"):
-        synth.itil_priority(ok, bad)
+        itil_priority(ok, bad)
 
 
 @pytest.mark.parametrize("bad", [2.0, "2", True, None])
 def test_itil_priority_rejects_non_integers(bad):
     with pytest.raises(ValueError, match="impact"):
-        synth.itil_priority(bad, 2)
+        itil_priority(bad, 2)
 
 
 def test_vectorised_priorities_agree_with_scalar_and_reject_bad_values():
     imp, urg = np.meshgrid([1, 2, 3], [1, 2, 3])
-    got = synth.itil_priorities(imp.ravel(), urg.ravel())
-    assert got.tolist() == [synth.itil_priority(i, u) for i, u in zip(imp.ravel(), urg.ravel(), strict=True)]
+    got = itil_priorities(imp.ravel(), urg.ravel())
+    assert got.tolist() == [itil_priority(i, u) for i, u in zip(imp.ravel(), urg.ravel(), strict=True)]
     with pytest.raises(ValueError, match="urgency"):
-        synth.itil_priorities([1, 2], [3, 4])
+        itil_priorities([1, 2], [3, 4])
 
 
 def test_sla_target_hours_defaults_override_and_errors():
-    assert [synth.sla_target_hours(p) for p in range(1, 6)] == [4.0, 8.0, 24.0, 72.0, 120.0]
-    assert synth.sla_target_hours(2, {2: 6}) == 6.0
+    assert [sla_target_hours(p) for p in range(1, 6)] == [4.0, 8.0, 24.0, 72.0, 120.0]
+    assert sla_target_hours(2, {2: 6}) == 6.0
     with pytest.raises(ValueError, match="priority"):
-        synth.sla_target_hours(6)
+        sla_target_hours(6)
     with pytest.raises(ValueError, match="priority"):
-        synth.sla_target_hours(1, {2: 6})
+        sla_target_hours(1, {2: 6})
 
 
 # --- Sensors -----------------------------------------------------------------------------------
@@ -153,11 +158,11 @@ def test_daily_and_weekly_seasonality_is_visible(readings):
 
 
 def test_anomaly_windows_cover_every_kind_inside_the_series_without_overlap(readings, windows):
-    assert set(windows["anomaly_kind"]) == set(synth.ANOMALY_KINDS)
+    assert set(windows["anomaly_kind"]) == set(ANOMALY_KINDS)
     assert (windows.groupby("anomaly_kind")["sensor_id"].nunique() >= 2).all()
     assert (windows.groupby("sensor_id").size() == 2).all()
     first, last = readings["timestamp"].min(), readings["timestamp"].max()
-    clean_until = first + synth.CLEAN_FRACTION * (last - first)
+    clean_until = first + CLEAN_FRACTION * (last - first)
     assert (windows["start"] > clean_until).all() and (windows["end"] <= last).all()
     present = set(zip(readings["sensor_id"], readings["timestamp"], strict=True))
     for w in windows.itertuples():
@@ -183,9 +188,9 @@ def test_spikes_stand_out_and_stuck_sensors_freeze(readings, windows):
 
 def test_recalibration_is_a_persistent_level_change_not_an_anomaly():
     base = dict(SENSOR_ARGS, missing_rate=0.0, anomalies_per_sensor=0)
-    plain, _ = synth.make_sensors(**base)
-    shifted, windows = synth.make_sensors(**base, recalibration=RECAL)
-    log = synth.sensor_shifts(**base, recalibration=RECAL)
+    plain, _ = make_sensors(**base)
+    shifted, windows = make_sensors(**base, recalibration=RECAL)
+    log = sensor_shifts(**base, recalibration=RECAL)
     assert windows.empty and len(log) == 2
     assert list(log.columns) == ["sensor_id", "at", "offset_pct"] and (log["offset_pct"].abs() == 0.08).all()
     at = pd.Timestamp(RECAL["at"])
@@ -201,19 +206,19 @@ def test_recalibration_is_a_persistent_level_change_not_an_anomaly():
 
 def test_recalibration_outside_the_series_is_refused():
     with pytest.raises(ValueError, match="recalibration.at"):
-        synth.make_sensors(**SENSOR_ARGS, recalibration={"at": "2025-01-01"})
+        make_sensors(**SENSOR_ARGS, recalibration={"at": "2025-01-01"})
 
 
 def test_sensors_are_deterministic_by_seed(sensors):
-    again = synth.make_sensors(**SENSOR_ARGS, recalibration=RECAL)
+    again = make_sensors(**SENSOR_ARGS, recalibration=RECAL)
     pd.testing.assert_frame_equal(sensors[0], again[0])
     pd.testing.assert_frame_equal(sensors[1], again[1])
-    other = synth.make_sensors(**dict(SENSOR_ARGS, seed=8), recalibration=RECAL)
+    other = make_sensors(**dict(SENSOR_ARGS, seed=8), recalibration=RECAL)
     assert not sensors[0]["value"].equals(other[0]["value"])
 
 
 def test_sensor_batches_resend_overlap_and_dedupe_back_to_readings(readings):
-    batches = synth.sensor_batches(readings, every="7D", resend_overlap="6h")
+    batches = sensor_batches(readings, every="7D", resend_overlap="6h")
     assert len(batches) == 3
     as_ofs = [a for a, _ in batches]
     assert as_ofs == sorted(as_ofs) and all(b["timestamp"].max() == a for a, b in batches)
@@ -249,7 +254,7 @@ def test_catalogue_has_the_promised_variety(incidents):
     assert 8 <= incidents["assignment_group"].nunique() <= 11
     assert 6 <= incidents["category"].nunique() <= 8
     assert incidents[["category", "subcategory"]].drop_duplicates().shape[0] >= 18
-    assert set(incidents["contact_type"]) == set(synth.CONTACT_TYPES)
+    assert set(incidents["contact_type"]) == set(CONTACT_TYPES)
     assert incidents["location"].nunique() == 10
     callers = incidents["caller_id"].value_counts()
     assert 200 <= len(callers) <= 400 and callers.iloc[0] > 5 * callers.median()
@@ -259,9 +264,9 @@ def test_catalogue_has_the_promised_variety(incidents):
 
 
 def test_priority_sla_and_outcome_are_consistent(incidents):
-    expected = synth.itil_priorities(incidents["impact"].to_numpy(int), incidents["urgency"].to_numpy(int))
+    expected = itil_priorities(incidents["impact"].to_numpy(int), incidents["urgency"].to_numpy(int))
     assert (incidents["priority"].to_numpy(int) == expected).all()
-    assert (incidents["sla_target_hours"] == incidents["priority"].map(synth.DEFAULT_SLA_HOURS)).all()
+    assert (incidents["sla_target_hours"] == incidents["priority"].map(DEFAULT_SLA_HOURS)).all()
     done = incidents["resolved_at"].notna()
     ttr = (incidents["resolved_at"] - incidents["opened_at"]).dt.total_seconds() / 3600
     assert (incidents.loc[done, "made_sla"] == (ttr[done] <= incidents.loc[done, "sla_target_hours"])).all()
@@ -339,8 +344,8 @@ def test_text_is_noisy_vague_and_varied(incidents):
 def test_waiting_on_others_is_partly_said_at_open_time():
     """Long waits (vendor, part, user) are likelier for hardware and mostly hinted in the text, so an
     open-time model can see some of them; the hint is not a label (a few other tickets carry it too)."""
-    final = synth.make_incidents(n_incidents=6000, seed=5)
-    hint = final["description"].str.contains("|".join(map(re.escape, synth._WAIT_HINTS)))
+    final = make_incidents(n_incidents=6000, seed=5)
+    hint = final["description"].str.contains("|".join(map(re.escape, WAIT_HINTS)))
     hours = (final["resolved_at"] - final["opened_at"]).dt.total_seconds() / 3600
     assert 0.03 < hint.mean() < 0.15
     assert hours[hint].median() > 4 * hours[~hint].median()
@@ -349,11 +354,11 @@ def test_waiting_on_others_is_partly_said_at_open_time():
 
 
 def test_recurring_root_causes_have_distinctive_vocabulary(incidents):
-    recurring = incidents.loc[incidents["root_cause"] != synth.ONE_OFF]
-    assert recurring["root_cause"].nunique() == len(synth._ROOT_CAUSES)
-    one_off_words = Counter(w for t in incidents.loc[incidents["root_cause"] == synth.ONE_OFF, "short_description"]
+    recurring = incidents.loc[incidents["root_cause"] != ONE_OFF]
+    assert recurring["root_cause"].nunique() == len(ROOT_CAUSES)
+    one_off_words = Counter(w for t in incidents.loc[incidents["root_cause"] == ONE_OFF, "short_description"]
                             for w in _words(t))  # fmt: skip
-    n_one_off = (incidents["root_cause"] == synth.ONE_OFF).sum()
+    n_one_off = (incidents["root_cause"] == ONE_OFF).sum()
     for cause, g in recurring.groupby("root_cause"):
         texts = [_words(a + " " + b) for a, b in zip(g["short_description"], g["description"], strict=True)]
         counts = Counter(w for t in texts for w in t)
@@ -378,7 +383,7 @@ def test_rollout_system_appears_only_after_its_date(incidents):
 
 
 def test_rollout_leaves_what_was_known_before_it_unchanged(incidents):
-    plain = synth.make_incidents(**dict(INCIDENT_ARGS, rollout=None))
+    plain = make_incidents(**dict(INCIDENT_ARGS, rollout=None))
     cols = ["number", *schemas.OPEN_TIME_COLUMNS, "root_cause"]
     before = plain["opened_at"] < pd.Timestamp(ROLLOUT["at"])
     pd.testing.assert_frame_equal(plain.loc[before, cols], incidents.loc[before, cols])
@@ -386,21 +391,21 @@ def test_rollout_leaves_what_was_known_before_it_unchanged(incidents):
 
 def test_rollout_is_validated():
     with pytest.raises(ValueError, match="rollout.at"):
-        synth.make_incidents(n_incidents=50, rollout={"at": "2026-01-01", "system": "X"})
+        make_incidents(n_incidents=50, rollout={"at": "2026-01-01", "system": "X"})
     with pytest.raises(ValueError, match="already exists"):
-        synth.make_incidents(n_incidents=50, rollout={"at": "2024-06-01", "system": "Jira"})
+        make_incidents(n_incidents=50, rollout={"at": "2024-06-01", "system": "Jira"})
     with pytest.raises(ValueError, match="n_incidents"):
-        synth.make_incidents(n_incidents=0)
+        make_incidents(n_incidents=0)
 
 
 def test_incidents_are_deterministic_by_seed(incidents):
-    pd.testing.assert_frame_equal(incidents, synth.make_incidents(**INCIDENT_ARGS))
-    other = synth.make_incidents(**dict(INCIDENT_ARGS, seed=8))
+    pd.testing.assert_frame_equal(incidents, make_incidents(**INCIDENT_ARGS))
+    other = make_incidents(**dict(INCIDENT_ARGS, seed=8))
     assert not incidents["short_description"].equals(other["short_description"])
 
 
 def test_snapshot_at_export_is_the_final_frame(incidents):
-    pd.testing.assert_frame_equal(synth.snapshot_incidents(incidents, EXPORT), incidents)
+    pd.testing.assert_frame_equal(snapshot_incidents(incidents, EXPORT), incidents)
 
 
 _AS_OF = st.datetimes(min_value=pd.Timestamp("2023-12-30").to_pydatetime(),
@@ -411,7 +416,7 @@ _AS_OF = st.datetimes(min_value=pd.Timestamp("2023-12-30").to_pydatetime(),
 @HYPO
 def test_snapshot_never_leaks_the_future(incidents, as_of):
     as_of = pd.Timestamp(as_of)
-    snap = synth.snapshot_incidents(incidents, as_of)
+    snap = snapshot_incidents(incidents, as_of)
     schemas.incidents.validate(snap)
     for col in ("opened_at", "sys_updated_at", "resolved_at", "closed_at"):
         assert (snap[col].dropna() <= as_of).all(), col
@@ -426,13 +431,13 @@ def test_snapshot_never_leaks_the_future(incidents, as_of):
 def test_snapshot_of_a_snapshot_is_the_earlier_snapshot(incidents, a, delta):
     later, earlier = pd.Timestamp(a), pd.Timestamp(a) - delta
     pd.testing.assert_frame_equal(
-        synth.snapshot_incidents(synth.snapshot_incidents(incidents, later), earlier),
-        synth.snapshot_incidents(incidents, earlier),
+        snapshot_incidents(snapshot_incidents(incidents, later), earlier),
+        snapshot_incidents(incidents, earlier),
     )
 
 
 def test_incident_batches_upsert_back_to_the_final_snapshot(incidents):
-    batches = synth.incident_batches(incidents, every="14D", export_at=EXPORT)
+    batches = incident_batches(incidents, every="14D", export_at=EXPORT)
     as_ofs = [a for a, _ in batches]
     assert as_ofs == sorted(as_ofs) and as_ofs[-1] == EXPORT and as_ofs[0] == pd.Timestamp("2024-01-15")
     previous = pd.Timestamp.min
@@ -466,8 +471,8 @@ def _tree(root):
 
 
 def test_write_landing_is_deterministic_and_self_describing(tmp_path):
-    first = synth.write_landing(SMALL_PARAMS, tmp_path / "a")
-    synth.write_landing(SMALL_PARAMS, tmp_path / "b")
+    first = export.write_landing(SMALL_PARAMS, tmp_path / "a")
+    export.write_landing(SMALL_PARAMS, tmp_path / "b")
     tree = _tree(tmp_path / "a")
     assert tree == _tree(tmp_path / "b")
     assert not [p for p in tree if p.endswith(".tmp")]
@@ -502,14 +507,14 @@ def test_write_landing_removes_batches_of_an_earlier_run(tmp_path):
     stale = tmp_path / "sensors" / "readings_20000101T0000.csv"
     stale.parent.mkdir(parents=True)
     stale.write_text("old")
-    synth.write_landing(SMALL_PARAMS, tmp_path)
+    export.write_landing(SMALL_PARAMS, tmp_path)
     assert not stale.exists()
 
 
 def test_smoke_params_shrink_the_run_and_keep_shift_dates_inside():
     params = {"seed": 1, "sensors": {"days": 60, "start": "2024-01-01", "recalibration": {"at": "2024-02-20"}},
               "incidents": {"n_incidents": 20000}}  # fmt: skip
-    smoke = synth._smoke_params(params)
+    smoke = export.smoke_params(params)
     assert smoke["sensors"]["days"] == 21 and smoke["incidents"]["n_incidents"] == 2000
     assert (
         pd.Timestamp("2024-01-01")
@@ -524,10 +529,10 @@ def test_cli_writes_the_landing_zone(tmp_path, capsys):
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump({"generate": SMALL_PARAMS, "other": {"x": 1}}))
-    assert synth.main(["--params", str(params_file), "--out", str(tmp_path / "landing"), "--smoke"]) == 0
+    assert export.main(["--params", str(params_file), "--out", str(tmp_path / "landing"), "--smoke"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2 and out[0].startswith("sensors:") and out[1].startswith("incidents:")
     assert (tmp_path / "landing" / "manifest.json").exists()
     (tmp_path / "bad.yaml").write_text("other: 1\n")
     with pytest.raises(SystemExit):
-        synth.main(["--params", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "x")])
+        export.main(["--params", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "x")])

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from ml import registry
-from ml.data import schemas, synth
+from ml.data import schemas
+from ml.data.synth.incidents import make_incidents
 from ml.incidents import clusters as C
 
 SMALL = {"k_grid": [20, 30, 40, 50, 60], "silhouette_sample": 800, "n_components": 50, "seed": 5}
@@ -27,7 +28,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def incidents() -> pd.DataFrame:
     """2,500 synthetic incidents over a year (~300 of them from the 7 recurring root causes)."""
-    return synth.make_incidents(n_incidents=2500, seed=21)
+    return make_incidents(n_incidents=2500, seed=21)
 
 
 @pytest.fixture(scope="module")

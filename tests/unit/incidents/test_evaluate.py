@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from ml.config import ROOT
-from ml.data import synth
+from ml.data.synth.incidents import make_incidents
+from ml.features import add_group_load
 from ml.incidents import datasets, evaluate, scoring
-from ml.incidents import features as F
 
 FAST = {"sla": {"max_iter": 40}, "ttr": {"max_iter": 40}}
 
@@ -39,7 +39,7 @@ def test_cli_names_the_column_a_bad_event_log_lacks(tmp_path):
 
 
 def test_evaluate_incidents_uses_a_time_split_and_reports_baselines():
-    incidents = F.add_group_load(synth.make_incidents(n_incidents=1500, seed=4))
+    incidents = add_group_load(make_incidents(n_incidents=1500, seed=4))
     out = evaluate.evaluate_incidents(incidents, FAST, test_fraction=0.25)
     cutoff = pd.Timestamp(out["split"]["cutoff"])
     assert out["split"]["train_incidents"] + out["split"]["test_incidents"] == len(incidents)
@@ -51,7 +51,7 @@ def test_evaluate_incidents_uses_a_time_split_and_reports_baselines():
 
 
 def test_scorer_leaves_a_missing_model_empty_and_says_why():
-    incidents = synth.make_incidents(n_incidents=800, seed=2)
+    incidents = make_incidents(n_incidents=800, seed=2)
     scores = scoring.score_open(incidents, {"incident-sla": "not scored: no champion"})
     is_open = incidents["resolved_at"].isna() & incidents["made_sla"].isna()
     assert len(scores) == is_open.sum() > 0

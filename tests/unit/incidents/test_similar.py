@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from ml import registry
-from ml.data import synth
-from ml.incidents import features as F
+from ml import config, registry
+from ml.data.synth.incidents import make_incidents
 from ml.incidents import similar
+from ml.incidents.targets import time_split
 
 FAST = {"word_max_features": 5000}
 
@@ -23,7 +23,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def split():
-    return F.time_split(synth.make_incidents(n_incidents=2000, seed=8), test_fraction=0.2, closed_only=False)
+    return time_split(make_incidents(n_incidents=2000, seed=8), test_fraction=0.2, closed_only=False)
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,10 @@ def test_index_survives_a_skops_round_trip(split, index, tmp_path):
     sha = registry.save_sklearn(index, tmp_path / "similar")
     loaded = registry.load_sklearn(tmp_path / "similar", sha)
     pd.testing.assert_frame_equal(index.query(test.head(50), k=3), loaded.query(test.head(50), k=3))
+
+
+def test_params_are_the_triage_similar_section_and_a_typo_is_refused():
+    assert similar.make_similar().k == config.section("triage")["similar"]["k"]
+    assert similar.make_similar({"k": 2}).k == 2
+    with pytest.raises(ValueError, match="triage.similar"):
+        similar.make_similar({"kk": 2})

@@ -12,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from ml import registry
-from ml.data import schemas, synth
-from ml.incidents import features as F
+from ml import config, registry
+from ml.data import schemas
+from ml.data.synth.incidents import make_incidents
+from ml.features import GROUP_LOAD, INPUT_COLUMNS, add_group_load
 from ml.incidents import sla, ttr
+from ml.incidents.targets import breach_target, time_split, ttr_hours_target
 
-FAST = {"max_iter": 100, "seed": 3}  # smaller than params.yaml so the module stays well under 90 s
+FAST = {"max_iter": 100, "seed": 3, "text_components": 10}  # smaller than params.yaml: the module stays fast
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,12 +32,12 @@ def one_thread():
 @pytest.fixture(scope="module")
 def incidents() -> pd.DataFrame:
     """3,000 synthetic incidents over a year, with the group load computed over the whole history."""
-    return F.add_group_load(synth.make_incidents(n_incidents=3000, seed=11))
+    return add_group_load(make_incidents(n_incidents=3000, seed=11))
 
 
 @pytest.fixture(scope="module")
 def split(incidents):
-    return F.time_split(incidents, test_fraction=0.2)
+    return time_split(incidents, test_fraction=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -64,44 +66,10 @@ def blank_outcomes(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return out
 
 
-# --- features: open-time only ---------------------------------------------------------------------
-def test_input_columns_are_open_time_fields_only():
-    allowed = set(schemas.OPEN_TIME_COLUMNS) | {F.GROUP_LOAD}
-    assert set(F.INPUT_COLUMNS) <= allowed
-    assert set(F.IncidentFeatures().input_columns()) <= allowed
-    assert not set(F.INPUT_COLUMNS) & set(schemas.OUTCOME_COLUMNS)
-
-
-@pytest.mark.parametrize("col", ["made_sla", "resolved_at", "reassignment_count", "owning_team"])
-def test_asking_for_a_column_not_known_at_open_time_raises(col, split):
-    with pytest.raises(ValueError, match=col):
-        F.IncidentFeatures(categorical_columns=("category", col)).fit(split[0])
-
-
-def test_features_are_finite_and_named(split):
-    train, test = split
-    f = F.IncidentFeatures(text_components=5).fit(train)
-    X = f.transform(test)
-    assert X.shape == (len(test), len(f.get_feature_names_out())) and np.isfinite(X).all()
-    # unseen categories and a missing group load are handled, not errors
-    odd = test.drop(columns=[F.GROUP_LOAD]).assign(assignment_group="A team nobody has seen", location=None)
-    assert np.isfinite(f.transform(odd)).all()
-
-
-def test_training_needs_group_load_and_text_needs_text(split):
-    train, _ = split
-    with pytest.raises(ValueError, match="add_group_load"):
-        F.IncidentFeatures().fit(train.drop(columns=[F.GROUP_LOAD]))
-    no_text = train.assign(short_description=None, description=None)
-    with pytest.raises(ValueError, match="use_text"):
-        F.IncidentFeatures().fit(no_text)
-    assert F.IncidentFeatures(use_text=False).fit(no_text).transform(no_text).shape[0] == len(train)
-
-
 def test_outcome_columns_never_change_predictions(split, sla_models, ttr_model):
     _, test = split
     scrambled = blank_outcomes(test)
-    inputs_only = test[[*F.INPUT_COLUMNS, F.GROUP_LOAD]]
+    inputs_only = test[[*INPUT_COLUMNS, GROUP_LOAD]]
     model = sla_models["model"]
     p = sla.breach_probability(model, test)
     np.testing.assert_array_equal(p, sla.breach_probability(model, scrambled))
@@ -111,19 +79,7 @@ def test_outcome_columns_never_change_predictions(split, sla_models, ttr_model):
     np.testing.assert_array_equal(q, ttr.predict_ttr(ttr_model, inputs_only).to_numpy())
 
 
-# --- the time-ordered split --------------------------------------------------------------------------
-def test_time_split_trains_on_the_past_and_keeps_closed_incidents(incidents):
-    train, test = F.time_split(incidents, test_fraction=0.2)
-    assert train["opened_at"].max() < test["opened_at"].min()
-    assert F.is_closed(train).all() and F.is_closed(test).all()
-    assert len(train) + len(test) == int(F.is_closed(incidents).sum())
-    span = incidents["opened_at"].max() - incidents["opened_at"].min()
-    assert test["opened_at"].min() >= incidents["opened_at"].max() - 0.2 * span
-    cut = pd.Timestamp("2024-07-01")
-    a, b = F.time_split(incidents, cutoff=cut)
-    assert a["opened_at"].max() < cut <= b["opened_at"].min()
-
-
+# --- fitting --------------------------------------------------------------------------------------
 def test_training_row_order_does_not_matter(split):
     train, test = split
     shuffled = train.sample(frac=1.0, random_state=1)
@@ -158,7 +114,7 @@ def test_time_respecting_calibration_tracks_a_drifting_breach_rate(incidents):
     flip = late & met & (np.random.default_rng(0).random(len(incidents)) < 0.4)
     drifted = incidents.copy()
     drifted.loc[flip, "made_sla"] = False
-    train, test = F.time_split(drifted, test_fraction=0.2)
+    train, test = time_split(drifted, test_fraction=0.2)
     calibrated = sla.evaluate_sla(sla.fit_sla(train, FAST), test)
     plain = sla.evaluate_sla(sla.fit_uncalibrated(train, FAST), test)
     assert calibrated["brier"] < plain["brier"] - 0.01
@@ -202,7 +158,7 @@ def test_ttr_quantiles_are_ordered_cover_and_beat_the_priority_baseline(split, t
     assert list(pred.columns) == ["p10", "p50", "p90"] and (pred.to_numpy() >= 0).all()
     assert (pred["p10"] <= pred["p50"]).all() and (pred["p50"] <= pred["p90"]).all()
     m = ttr.evaluate_ttr(ttr_model, test)
-    hours = F.ttr_hours_target(test).dropna()
+    hours = ttr_hours_target(test).dropna()
     base_table = ttr.fit_priority_baseline(train)
     base = ttr.ttr_metrics(hours, ttr.predict_priority_baseline(base_table, test.loc[hours.index]))
     print(
@@ -240,7 +196,7 @@ def test_comparison_tables_put_every_model_on_the_same_holdout(split):
     quick = {**FAST, "max_iter": 30}
     table, models = sla.compare_sla(train, test, quick)
     assert list(table.index) == ["model", "uncalibrated", "logistic", "majority"]
-    assert (table["n"] == F.breach_target(test).notna().sum()).all() and table["passes_gate"].dtype == bool
+    assert (table["n"] == breach_target(test).notna().sum()).all() and table["passes_gate"].dtype == bool
     assert 0 < table.loc["model", "threshold"] < 1 and table.loc["majority", "roc_auc"] == 0.5
     table, models = ttr.compare_ttr(train, test, quick)
     assert list(table.index) == ["model", "no_conformal", "priority_baseline"]
@@ -268,8 +224,8 @@ def test_both_models_run_end_to_end_on_the_uci_sample(shared_data: Path):
     from ml.data.sources import load_incident_event_log
 
     uci = load_incident_event_log(shared_data / "incidents_uci_sample" / "incident_event_log_sample.csv")
-    uci = F.add_group_load(uci)
-    train, test = F.time_split(uci, test_fraction=0.2)
+    uci = add_group_load(uci)
+    train, test = time_split(uci, test_fraction=0.2)
     params = {**FAST, "use_text": False}
     model = sla.fit_sla(train, params)
     m = sla.evaluate_sla(model, test, threshold=sla.threshold_from_training(model, train, params))
@@ -280,3 +236,11 @@ def test_both_models_run_end_to_end_on_the_uci_sample(shared_data: Path):
     print("UCI TTR", {k: round(v, 3) for k, v in t.items()})
     pred = ttr.predict_ttr(q, test)
     assert (np.diff(pred.to_numpy(), axis=1) >= 0).all() and 0 < t["coverage"] <= 1
+
+
+def test_params_default_to_params_yaml_and_a_typo_is_refused():
+    cfg = config.section("sla")
+    assert sla.make_features().text_components == cfg["text_components"]
+    assert ttr.make_model()[-1].quantiles == tuple(config.section("ttr")["quantiles"])
+    with pytest.raises(ValueError, match="max_iters"):
+        sla.fit_sla(pd.DataFrame(), {"max_iters": 3})

@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from ml import registry
-from ml.data import schemas, synth
-from ml.incidents import features as F
+from ml.data import schemas
+from ml.data.synth.incidents import make_incidents
 from ml.incidents import system_team, triage
-from ml.incidents.text import IncidentTextFeatures, check_input_columns, clean_text
+from ml.incidents.abstain import ABSTAIN, calibration_split
+from ml.incidents.targets import sort_by_time, time_split
+from ml.incidents.text import IncidentTextFeatures, check_input_columns
 
 # Smaller vocabularies than params.yaml so the module stays fast on one core.
 FAST = {"char_max_features": 3000, "word_max_features": 5000, "seed": 3}
@@ -31,12 +33,12 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def incidents() -> pd.DataFrame:
-    return synth.make_incidents(n_incidents=3000, seed=21)
+    return make_incidents(n_incidents=3000, seed=21)
 
 
 @pytest.fixture(scope="module")
 def split(incidents):
-    return F.time_split(incidents, test_fraction=0.2, closed_only=False)
+    return time_split(incidents, test_fraction=0.2, closed_only=False)
 
 
 @pytest.fixture(scope="module")
@@ -67,45 +69,6 @@ def ticket(short: str, description: str = "", **extra) -> pd.DataFrame:
            "description": description, "contact_type": "phone", "location": "Berlin", "impact": 2,
            "urgency": 2, "priority": 3} | extra  # fmt: skip
     return pd.DataFrame([row])
-
-
-# --- clean_text ------------------------------------------------------------------------------------------
-def test_clean_text_normalises_and_masks_identifiers():
-    raw = (
-        "URGENT:  VPN   error 809, see https://kb.corp/x?id=1 or mail it@corp.com (INC0012345) tel 0612345678"
-    )
-    out = clean_text(raw)
-    assert out == "urgent: vpn error 809, see urltoken or mail emailtoken ( tickettoken ) tel numtoken"
-    # short codes kept, full-width letters folded
-    assert clean_text("ORA-01653 on ｏｒａｄｂ") == "ora-01653 on oradb"
-    for missing in (None, float("nan"), np.nan, pd.NA, pd.NaT, ""):
-        assert clean_text(missing) == ""
-    assert clean_text(12345) == "12345"
-    assert len(clean_text("x" * 1_000_000)) == 2000
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.one_of(st.none(), st.text(max_size=300), st.floats(), st.integers()), st.integers(1, 500))
-def test_clean_text_never_crashes_is_bounded_and_deterministic(value, max_chars):
-    out = clean_text(value, max_chars)
-    assert isinstance(out, str) and len(out) <= max_chars
-    assert out == clean_text(value, max_chars)
-    assert out == out.strip() and "  " not in out
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
-def test_clean_text_is_idempotent_on_ascii(value):
-    once = clean_text(value)
-    assert clean_text(once) == once
-
-
-def test_clean_text_handles_a_megabyte_quickly():
-    import time
-
-    start = time.perf_counter()
-    out = clean_text(("Outlook crashed " + "é" * 50 + " https://x.y/z ") * 40_000)
-    assert len(out) <= 2000 and time.perf_counter() - start < 1.0
 
 
 # --- the feature builder ----------------------------------------------------------------------------------
@@ -191,49 +154,12 @@ def test_outcomes_and_targets_never_change_predictions(split, triage_model, syst
 
 
 # --- thresholds ------------------------------------------------------------------------------------------
-def test_precision_thresholds_by_hand():
-    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.9, 0.4])
-    pred = np.array(["a", "a", "a", "a", "a", "b", "b"], dtype=object)
-    truth = np.array(["a", "a", "b", "a", "b", "a", "b"], dtype=object)
-    t = triage.precision_thresholds(conf, pred, truth, ["a", "b", "c"], 0.75)
-    # class a, from the top: 1/1, 2/2, 2/3, 3/4 (>= .75), 3/5 -> the lowest threshold reaching .75 is 0.6
-    assert t.loc["a", "threshold"] == 0.6 and t.loc["a", "covered"] == 4 and t.loc["a", "precision"] == 0.75
-    assert np.isinf(t.loc["b", "threshold"]) and "never reaches precision 0.75" in t.loc["b", "reason"]
-    assert np.isinf(t.loc["c", "threshold"]) and "never predicted" in t.loc["c", "reason"]
-    # ties enter together: a cut inside a run of equal confidences is not allowed
-    tied = triage.precision_thresholds(
-        np.array([0.7, 0.7]), np.array(["a", "a"]), np.array(["a", "b"]), ["a"], 0.75
-    )
-    assert np.isinf(tied.loc["a", "threshold"])
-    # a minimum number of supporting predictions
-    few = triage.precision_thresholds(conf, pred, truth, ["a"], 0.75, min_predictions=5)
-    assert np.isinf(few.loc["a", "threshold"])
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    data=st.lists(
-        st.tuples(st.floats(0, 1), st.sampled_from("ab"), st.sampled_from("ab")), min_size=1, max_size=40
-    ),
-    target=st.floats(0.3, 1.0),
-)
-def test_the_threshold_is_the_lowest_cut_reaching_the_target(data, target):
-    conf = np.array([d[0] for d in data])
-    pred, truth = np.array([d[1] for d in data], dtype=object), np.array([d[2] for d in data], dtype=object)
-    table = triage.precision_thresholds(conf, pred, truth, ["a", "b"], target)
-    for c in "ab":
-        mask = pred == c
-        cuts = [t for t in np.unique(conf[mask]) if (truth[mask & (conf >= t)] == c).mean() >= target - 1e-12]
-        thr = table.loc[c, "threshold"]
-        assert (min(cuts) == thr) if cuts else np.isinf(thr)
-
-
 def test_thresholds_reach_the_target_precision_on_the_calibration_slice(split):
     train, _ = split
     params = {**FAST, "refit": False, "targets": ["assignment_group"]}
     model = triage.fit_triage(train, params)
-    rows = F.sort_by_time(train)
-    cal = rows.iloc[triage.calibration_split(len(rows), params.get("calibration_fraction", 0.2)) :]
+    rows = sort_by_time(train)
+    cal = rows.iloc[calibration_split(len(rows), params.get("calibration_fraction", 0.2)) :]
     assert str(cal["opened_at"].min()) == model.calibration_start_
     frame = triage.head_frame(model, model.predict_frame(cal), "assignment_group")
     answered = ~frame["abstain"]
@@ -257,7 +183,7 @@ def test_abstains_below_the_threshold_and_says_why(split, triage_model):
             f"confidence {r['assignment_group_confidence']:.2f} below the "
             f"{r['assignment_group_threshold']:.2f} threshold for {r['assignment_group_label']!r}"
         )
-        assert r["assignment_group_prediction"] == triage.ABSTAIN
+        assert r["assignment_group_prediction"] == ABSTAIN
     answered = frame[~frame["assignment_group_abstain"]]
     assert (answered["assignment_group_confidence"] >= answered["assignment_group_threshold"]).all()
     assert (answered["assignment_group_reason"] == "").all()
@@ -379,7 +305,7 @@ def test_group_model_without_text_runs_on_the_uci_sample(shared_data: Path):
     from ml.data.sources import load_incident_event_log
 
     uci = load_incident_event_log(shared_data / "incidents_uci_sample" / "incident_event_log_sample.csv")
-    train, test = F.time_split(uci, test_fraction=0.2, closed_only=False)
+    train, test = time_split(uci, test_fraction=0.2, closed_only=False)
     report = triage.compare_triage(train, test, {"use_text": False, "targets": ["assignment_group"]})
     t = report.table.loc["assignment_group"]
     print("UCI triage\n" + t.round(3).to_string())
@@ -400,19 +326,3 @@ def test_two_identical_fits_save_identical_bytes(split):
     a, b = triage.fit_triage(train, params), triage.fit_triage(train, params)
     a.predict(test.head(20))
     assert registry.canonical_skops(sio.dumps(a)) == registry.canonical_skops(sio.dumps(b))
-
-
-def test_the_classifier_is_generic_over_any_matrix_and_label_type():
-    """features='passthrough': a numeric matrix in time order, integer labels (answered as strings)."""
-    from sklearn.base import clone
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 3))
-    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 1)
-    model = clone(triage.PrecisionTargetClassifier(features="passthrough")).fit(X, y)
-    assert list(model.classes_) == ["0", "1", "2"] and model.input_columns() == []
-    frame = model.predict_frame(X[:50])
-    assert set(frame["prediction"]) <= {"0", "1", "2", triage.ABSTAIN}
-    assert (frame["abstain"] == (frame["confidence"] < frame["threshold"])).all()
-    with pytest.raises(ValueError, match="rows"):
-        triage.PrecisionTargetClassifier(features="passthrough").fit(X, y[:-1])

@@ -10,20 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml import config
 from ml.config import ROOT
-from ml.data import synth
+from ml.data.synth.common import TS_FORMAT
+from ml.data.synth.sensors import make_sensors
 from ml.monitoring import quality
 
 
 @pytest.fixture(scope="module")
 def readings(tmp_path_factory):
     """Three weeks of 4 sensors: the first two are the reference (parquet), the last a landing-style CSV."""
-    frame, _ = synth.make_sensors(n_sensors=4, days=21, seed=7, anomalies_per_sensor=0, recalibration=None)
+    frame, _ = make_sensors(n_sensors=4, days=21, seed=7, anomalies_per_sensor=0, recalibration=None)
     base = tmp_path_factory.mktemp("quality")
     reference = frame[frame["timestamp"] < "2024-01-15"].reset_index(drop=True)
     current = frame[frame["timestamp"] >= "2024-01-15"].reset_index(drop=True)
     reference.to_parquet(base / "reference.parquet", index=False)
-    current.to_csv(base / "current.csv", index=False, date_format=synth.TS_FORMAT)
+    current.to_csv(base / "current.csv", index=False, date_format=TS_FORMAT)
     return base, current
 
 
@@ -41,7 +43,7 @@ def test_gate_fails_on_a_corrupted_file_naming_the_test_and_passes_a_good_one(re
     bad.loc[rng.random(len(bad)) < 0.3, "value"] = np.nan  # 30% of readings lost
     cpu = bad["kind"] == "cpu_pct"
     bad.loc[cpu, "value"] = -bad.loc[cpu, "value"].abs()  # negative CPU: a broken reading
-    bad.to_csv(tmp_path / "corrupted.csv", index=False, date_format=synth.TS_FORMAT)
+    bad.to_csv(tmp_path / "corrupted.csv", index=False, date_format=TS_FORMAT)
 
     runs = {"bad": _gate(base, tmp_path / "corrupted.csv", tmp_path / "bad"),
             "good": _gate(base, base / "current.csv", tmp_path / "good")}  # fmt: skip
@@ -65,7 +67,7 @@ def test_gate_fails_on_a_corrupted_file_naming_the_test_and_passes_a_good_one(re
 
 def test_a_missing_column_fails_the_gate_in_process(readings, tmp_path, capsys):
     base, current = readings
-    current.drop(columns="kind").to_csv(tmp_path / "nokind.csv", index=False, date_format=synth.TS_FORMAT)
+    current.drop(columns="kind").to_csv(tmp_path / "nokind.csv", index=False, date_format=TS_FORMAT)
     code = quality.main(["--reference", str(base / "reference.parquet"), "--current", str(tmp_path / "nokind.csv"),
                          "--out", str(tmp_path / "out"), "--params", str(ROOT / "params.yaml")])  # fmt: skip
     assert code == 1
@@ -85,19 +87,31 @@ def test_unreadable_input_exits_2_naming_the_file(readings, tmp_path, capsys, co
 
 
 def test_thresholds_come_from_params_with_domain_overrides():
+    project = config.section("quality")
     params = {"quality": {"max_missing_share_increase": 0.1, "sensors": {"min_rows": 5}, "out": "x"}}
     t = quality.thresholds_from_params(params, "sensors")
     assert t["max_missing_share_increase"] == 0.1 and t["min_rows"] == 5
-    assert quality.thresholds_from_params(params, "incidents")["min_rows"] == quality.DEFAULTS["min_rows"]
-    with pytest.raises(ValueError, match="unknown keys"):
+    assert "out" not in t and "sensors" not in t and "incidents" not in t
+    incidents = quality.thresholds_from_params(params, "incidents")  # the project's incidents sub-section
+    assert (
+        incidents["min_rows"] == project["incidents"]["min_rows"]
+        and incidents["max_missing_share_increase"] == 0.1
+    )
+    assert quality.thresholds_from_params({}, "sensors")["range_margin"] == project["range_margin"]
+    # a domain may override any threshold, not only those params.yaml sets for it
+    override = {"quality": {"sensors": {"max_drifted_share": 0.9}}}
+    assert quality.thresholds_from_params(override, "sensors")["max_drifted_share"] == 0.9
+    with pytest.raises(ValueError, match=r"quality.sensors has unknown keys \['max_nans'\]"):
         quality.thresholds_from_params({"quality": {"sensors": {"max_nans": 1}}}, "sensors")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['max_nans'\]"):
+        quality.thresholds_from_params({"quality": {"max_nans": 1}}, "sensors")
 
 
 def test_pandera_failures_are_counted_per_check():
-    frame, _ = synth.make_sensors(n_sensors=4, days=3, seed=0, anomalies_per_sensor=0, recalibration=None)
+    frame, _ = make_sensors(n_sensors=4, days=3, seed=0, anomalies_per_sensor=0, recalibration=None)
     frame = frame.copy()
     frame.loc[frame["kind"] == "memory_pct", "value"] = -1.0
-    checks = quality.schema_checks(frame, "sensors", {}, quality.DEFAULTS)
+    checks = quality.schema_checks(frame, "sensors", {}, quality.thresholds_from_params({}, "sensors"))
     failed = [c for c in checks if not c.passed]
     assert len(failed) == 1 and "negative reading" in failed[0].name
     assert failed[0].measured == pytest.approx((frame["kind"] == "memory_pct").mean())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml import features
+from ml import config, features
+from ml.data.gold import sensor_grid
 from ml.sensors import anomaly
 
 PARAMS = {
@@ -36,7 +35,7 @@ def series(n_days=20, seed=0, sensors=("cpu-01", "cpu-02")) -> pd.DataFrame:
         )
         for sid in sensors
     ]
-    grid = features.sensor_grid(pd.concat(parts, ignore_index=True).assign(kind="cpu_pct", unit="pct"))
+    grid = sensor_grid(pd.concat(parts, ignore_index=True).assign(kind="cpu_pct", unit="pct"))
     return grid.assign(is_anomaly=False)
 
 
@@ -105,25 +104,10 @@ def test_same_seed_same_scores_other_seed_differs():
     assert not a["score"].equals(c["score"])
 
 
-def test_nab_runner_writes_results_files_with_the_same_rows(tmp_path):
-    root = tmp_path / "nab"
-    (root / "data" / "realTest").mkdir(parents=True)
-    s = series(n_days=20, sensors=("x",))
-    frame = s[["timestamp", "value"]].assign(timestamp=s["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"))
-    frame.loc[300, "value"] = 500.0
-    frame.to_csv(root / "data" / "realTest" / "tiny.csv", index=False)
-    (root / "labels").mkdir()
-    (root / "labels" / "combined_windows.json").write_text(
-        json.dumps({"realTest/tiny.csv": [[f"{frame.loc[i, 'timestamp']}.000000" for i in (298, 302)]]})
-    )
-    summary = anomaly.run_nab(root, tmp_path / "results", PARAMS, n_jobs=1)
-    out = pd.read_csv(tmp_path / "results" / "opslab" / "realTest" / "opslab_tiny.csv")
-    assert summary["files"] == 1 and list(out.columns) == ["timestamp", "value", "anomaly_score", "label"]
-    assert list(out["timestamp"]) == list(frame["timestamp"]) and len(out) == len(frame)
-    assert out["anomaly_score"].between(0, 1).all() and out["label"].sum() == 5
-    assert out.loc[300, "anomaly_score"] == out["anomaly_score"].max()
-
-
-def test_nab_runner_names_an_empty_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no NAB csv files"):
-        anomaly.run_nab(tmp_path, tmp_path / "out", PARAMS)
+def test_params_take_the_project_section_and_refuse_unknown_keys():
+    s = series(n_days=10, sensors=("cpu-01",))
+    with pytest.raises(ValueError, match="n_estimatorz"):
+        anomaly.fit_detector(s, {**PARAMS, "n_estimatorz": 10})
+    forest = anomaly.make_detector({"seed": 5}).named_steps["detector"]
+    declared = config.load_params()["anomaly"]
+    assert forest.n_estimators == declared["n_estimators"] and forest.random_state == 5
