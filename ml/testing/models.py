@@ -26,6 +26,17 @@ from ml.incidents.targets import time_split
 from ml.monitoring import reference
 from ml.sensors import anomaly, forecast
 
+DETECTOR_TEST_PARAMS = {  # the detector's behaviour tests and the NAB runner's
+    "seed": 1,
+    "train_fraction": 0.5,
+    "false_alarm_rate": 0.01,
+    "n_estimators": 50,
+    "max_samples": 128,
+    "short_window": 6,
+    "long_window": 24,
+}
+
+
 SMALL_ANOMALY_PARAMS = {  # a small forest for registry and model-card tests
     "seed": 3,
     "train_fraction": 0.5,
@@ -59,6 +70,19 @@ def small_series(seed=0, n=24 * 14) -> pd.DataFrame:
     )
 
 
+def sine_readings(n=72, sensors=("cpu-01", "cpu-02"), drop=(), freq="1h") -> pd.DataFrame:
+    """Raw readings of daily-sine cpu sensors (one reading per `freq`), with rows `drop` removed."""
+    rows = []
+    for k, sid in enumerate(sensors):
+        ts = pd.date_range("2024-01-01", periods=n, freq=freq)
+        vals = 50 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + k
+        rows.append(
+            pd.DataFrame({"sensor_id": sid, "kind": "cpu_pct", "unit": "pct", "timestamp": ts, "value": vals})
+        )
+    df = pd.concat(rows, ignore_index=True)
+    return df.drop(index=list(drop)).reset_index(drop=True)
+
+
 # --- small models --------------------------------------------------------------------------------------
 SENSOR_PARAMS = {
     "seed": 3,
@@ -70,7 +94,15 @@ SENSOR_PARAMS = {
     "short_window": 6,
     "long_window": 24,
 }
-FORECAST_PARAMS = {"season": 24, "horizon": 24, "max_horizon": 48, "folds": 3, "step": 24, "min_train": 168}
+FORECAST_PARAMS = {  # n_jobs 1: four small sensors fit faster in-process than in a pool of fresh workers
+    "season": 24,
+    "horizon": 24,
+    "max_horizon": 48,
+    "folds": 3,
+    "step": 24,
+    "min_train": 168,
+    "n_jobs": 1,
+}
 INCIDENT_PARAMS = {"max_iter": 40, "seed": 3, "text_components": 5, "n_threads": 1}
 # the text models, small: a few thousand features, a short k grid (a few seconds each on one core)
 TEXT_PARAMS = {
@@ -100,7 +132,6 @@ class ScratchData:
 
 
 def make_data(n_sensors: int = 4, days: int = 21, n_incidents: int = 2000, seed: int = 7) -> ScratchData:
-
     readings, windows = make_sensors(n_sensors=n_sensors, days=days, seed=seed)
     grid = label_windows(sensor_grid(readings), windows)
     incidents = add_group_load(make_incidents(n_incidents=n_incidents, seed=seed))
@@ -114,7 +145,6 @@ def _reference(frame: pd.DataFrame, where: Path) -> Path:
 
 
 def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
-
     params = {**SENSOR_PARAMS, **overrides}
     pipe = anomaly.fit_detector(data.sensors, params)
     example = data.sensors[["sensor_id", "timestamp", "value"]].head(5)
@@ -134,7 +164,6 @@ def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
 
 
 def register_sensor_forecast(data: ScratchData, export_dir: Path):
-
     sensors = sorted(data.sensors["sensor_id"].unique())
     chosen = {sid: ("ets" if i % 2 else "seasonal_naive") for i, sid in enumerate(sensors)}
     fc = forecast.SensorForecaster().fit(data.sensors, FORECAST_PARAMS, selection=chosen)
@@ -152,12 +181,10 @@ def register_sensor_forecast(data: ScratchData, export_dir: Path):
 
 
 def incident_split(data: ScratchData):
-
     return time_split(data.incidents, test_fraction=0.2)
 
 
 def register_incident_sla(data: ScratchData, export_dir: Path):
-
     train, _ = incident_split(data)
     model = sla.fit_sla(train, INCIDENT_PARAMS)
     threshold = sla.threshold_from_training(model, train, INCIDENT_PARAMS)
@@ -175,7 +202,6 @@ def register_incident_sla(data: ScratchData, export_dir: Path):
 
 
 def register_incident_ttr(data: ScratchData, export_dir: Path):
-
     train, _ = incident_split(data)
     model = ttr.fit_ttr(train, INCIDENT_PARAMS)
     return registry.log_and_register(
@@ -207,12 +233,10 @@ def _register_classifier(name: str, fit, data: ScratchData, export_dir: Path):
 
 
 def register_incident_triage(data: ScratchData, export_dir: Path):
-
     return _register_classifier("incident-triage", triage.fit_triage, data, export_dir)
 
 
 def register_incident_system_team(data: ScratchData, export_dir: Path):
-
     return _register_classifier("incident-system-team", system_team.fit_system_team, data, export_dir)
 
 
@@ -234,7 +258,6 @@ def register_incident_similar(data: ScratchData, export_dir: Path):
 
 
 def register_incident_clusters(data: ScratchData, export_dir: Path):
-
     train, _ = incident_split(data)
     model = clusters.fit_clusterer(train, CLUSTER_PARAMS)
     return registry.log_and_register(

@@ -17,6 +17,7 @@ from ml.data.gold import sensor_grid
 from ml.data.synth.incidents import make_incidents
 from ml.features import GROUP_LOAD, INPUT_COLUMNS, IncidentFeatures, clean_text
 from ml.incidents.targets import time_split
+from ml.testing.models import sine_readings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,18 +25,6 @@ def one_thread():
     """BLAS/OpenMP on one thread: the runner's cores are shared."""
     with threadpool_limits(1):
         yield
-
-
-def readings(n=72, sensors=("cpu-01", "cpu-02"), drop=(), freq="1h") -> pd.DataFrame:
-    rows = []
-    for k, sid in enumerate(sensors):
-        ts = pd.date_range("2024-01-01", periods=n, freq=freq)
-        vals = 50 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + k
-        rows.append(
-            pd.DataFrame({"sensor_id": sid, "kind": "cpu_pct", "unit": "pct", "timestamp": ts, "value": vals})
-        )
-    df = pd.concat(rows, ignore_index=True)
-    return df.drop(index=list(drop)).reset_index(drop=True)
 
 
 # --- sensors ----------------------------------------------------------------------------------------
@@ -47,7 +36,7 @@ def fitted(grid: pd.DataFrame) -> features.SensorWindowFeatures:
 @given(cut=st.integers(min_value=30, max_value=70), bump=st.floats(min_value=-1e3, max_value=1e3))
 def test_sensor_features_are_causal(cut, bump):
     """Changing readings after time t never changes the features at or before t."""
-    grid = sensor_grid(readings(drop=[40]))
+    grid = sensor_grid(sine_readings(drop=[40]))
     model = fitted(grid)
     base = model.transform(grid)
     changed = grid.copy()
@@ -59,7 +48,7 @@ def test_sensor_features_are_causal(cut, bump):
 
 
 def test_features_keep_input_row_order_and_are_finite():
-    grid = sensor_grid(readings())
+    grid = sensor_grid(sine_readings())
     shuffled = grid.sample(frac=1.0, random_state=0)
     model = fitted(grid)
     f = model.transform(shuffled)
@@ -69,7 +58,7 @@ def test_features_keep_input_row_order_and_are_finite():
 
 
 def test_window_features_flag_a_spike_and_a_stuck_value():
-    grid = sensor_grid(readings())
+    grid = sensor_grid(sine_readings())
     model = fitted(grid)
     cpu1 = grid["sensor_id"] == "cpu-01"
     grid.loc[cpu1 & (grid["timestamp"] == "2024-01-02 12:00"), "value"] = 500.0
@@ -82,7 +71,7 @@ def test_window_features_flag_a_spike_and_a_stuck_value():
 
 
 def test_unknown_sensor_and_missing_column_are_named():
-    grid = sensor_grid(readings())
+    grid = sensor_grid(sine_readings())
     model = fitted(grid)
     other = grid.assign(sensor_id="temp-99")
     with pytest.raises(ValueError, match="temp-99"):

@@ -8,23 +8,12 @@ import numpy as np
 import pandas as pd
 
 from ml.data import gold, schemas
-
-
-def readings(n=72, sensors=("cpu-01", "cpu-02"), drop=(), freq="1h") -> pd.DataFrame:
-    rows = []
-    for k, sid in enumerate(sensors):
-        ts = pd.date_range("2024-01-01", periods=n, freq=freq)
-        vals = 50 + 10 * np.sin(2 * np.pi * np.arange(n) / 24) + k
-        rows.append(
-            pd.DataFrame({"sensor_id": sid, "kind": "cpu_pct", "unit": "pct", "timestamp": ts, "value": vals})
-        )
-    df = pd.concat(rows, ignore_index=True)
-    return df.drop(index=list(drop)).reset_index(drop=True)
+from ml.testing.models import sine_readings
 
 
 def test_grid_fills_gaps_with_flagged_nan_rows_and_keeps_each_sensor_step():
     r = pd.concat(
-        [readings(drop=[5, 6, 7]), readings(n=30, sensors=("nab",), freq="5min")], ignore_index=True
+        [sine_readings(drop=[5, 6, 7]), sine_readings(n=30, sensors=("nab",), freq="5min")], ignore_index=True
     )
     grid = gold.sensor_grid(r)
     cpu = grid[grid["sensor_id"] == "cpu-01"]
@@ -34,7 +23,7 @@ def test_grid_fills_gaps_with_flagged_nan_rows_and_keeps_each_sensor_step():
 
 
 def test_label_windows_marks_both_ends_inclusive():
-    grid = gold.sensor_grid(readings())
+    grid = gold.sensor_grid(sine_readings())
     w = pd.DataFrame(
         {
             "sensor_id": ["cpu-01"],
@@ -71,7 +60,7 @@ def incidents_frame(n=40) -> pd.DataFrame:
 def test_incident_feature_tables_use_open_time_fields_only():
     tables = gold.build_gold(
         {
-            "sensor_readings": readings().iloc[:0],
+            "sensor_readings": sine_readings().iloc[:0],
             "anomaly_windows": pd.DataFrame(),
             "incidents": incidents_frame(),
         },
@@ -89,7 +78,7 @@ def test_incident_feature_tables_use_open_time_fields_only():
 def test_cli_writes_every_table_and_the_row_counts(tmp_path):
     silver, out = tmp_path / "silver", tmp_path / "gold"
     silver.mkdir()
-    readings().to_parquet(silver / "sensor_readings.parquet")
+    sine_readings().to_parquet(silver / "sensor_readings.parquet")
     pd.DataFrame(columns=["sensor_id", "start", "end", "anomaly_kind"]).to_parquet(
         silver / "anomaly_windows.parquet"
     )

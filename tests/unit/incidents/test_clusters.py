@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from ml import registry
 from ml.data import schemas
@@ -16,13 +15,6 @@ from ml.data.synth.incidents import make_incidents
 from ml.incidents import clusters as C
 
 SMALL = {"k_grid": [20, 30, 40, 50, 60], "silhouette_sample": 800, "n_components": 50, "seed": 5}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """BLAS/OpenMP on one thread: the runner's cores are shared."""
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from ml import config, registry
 from ml.data.synth.incidents import make_incidents
@@ -13,12 +12,6 @@ from ml.incidents import similar
 from ml.incidents.targets import time_split
 
 FAST = {"word_max_features": 5000}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

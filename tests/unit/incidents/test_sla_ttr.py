@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from ml import config, registry
 from ml.data import schemas
@@ -20,13 +19,6 @@ from ml.incidents import sla, ttr
 from ml.incidents.targets import breach_target, time_split, ttr_hours_target
 
 FAST = {"max_iter": 100, "seed": 3, "text_components": 10}  # smaller than params.yaml: the module stays fast
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """OpenMP on one thread: a busy 2-core runner otherwise fits and predicts gradient boosting ~20x slower."""
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

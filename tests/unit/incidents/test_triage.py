@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from ml import registry
 from ml.data import schemas
@@ -23,12 +22,6 @@ from ml.incidents.text import IncidentTextFeatures, check_input_columns
 
 # Smaller vocabularies than params.yaml so the module stays fast on one core.
 FAST = {"char_max_features": 3000, "word_max_features": 5000, "seed": 3}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,7 @@ import pytest
 from ml import config, features
 from ml.data.gold import sensor_grid
 from ml.sensors import anomaly
-
-PARAMS = {
-    "seed": 1,
-    "train_fraction": 0.5,
-    "false_alarm_rate": 0.01,
-    "n_estimators": 50,
-    "max_samples": 128,
-    "short_window": 6,
-    "long_window": 24,
-}
+from ml.testing.models import DETECTOR_TEST_PARAMS as PARAMS
 
 
 def series(n_days=20, seed=0, sensors=("cpu-01", "cpu-02")) -> pd.DataFrame:

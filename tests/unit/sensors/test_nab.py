@@ -9,16 +9,7 @@ import pandas as pd
 import pytest
 
 from ml.sensors import nab
-
-PARAMS = {
-    "seed": 1,
-    "train_fraction": 0.5,
-    "false_alarm_rate": 0.01,
-    "n_estimators": 50,
-    "max_samples": 128,
-    "short_window": 6,
-    "long_window": 24,
-}
+from ml.testing.models import DETECTOR_TEST_PARAMS as PARAMS
 
 
 def hourly_csv_frame(n_days: int = 20, seed: int = 0) -> pd.DataFrame:
