@@ -35,13 +35,13 @@ SMOKE = False
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from ml import plots
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.data import eda, sources
 from ml.data.gold import label_windows, sensor_grid
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import last_real_results, write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["eda"]
@@ -195,7 +195,11 @@ if nab_dir.exists() and uci_file.exists():
         "charts": sorted(Path(p).name for p in real_saved),
     }
 else:
-    display(Markdown("`../shared/data` is not here (a fresh clone): real-data views skipped."))
+    display(Markdown("`../shared/data` is not here (a fresh clone): real-data views not recomputed; the results "
+                     "last recorded with it follow."))
+    display(last_real_results(resolve(cfg["metrics"])))
+    for png in sorted(REAL_CHARTS.glob("*.png")):
+        display(Image(filename=str(png)))
 
 # %% [markdown]
 # ## Recorded results

@@ -43,7 +43,7 @@ from ml import plots, registry
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.data import eda
 from ml.monitoring import reference
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import last_real_results, write_record
 from ml.sensors import anomaly, evaluation, nab
 from ml.sensors import charts as sensor_charts
 
@@ -147,7 +147,9 @@ if nab_dir.exists():
     display(nab_table.pivot(index="sensor_id", columns="detector", values="event_f1"))
     display(nab_table.groupby("detector")[["detected", "windows", "false_alarm_events"]].sum())
 else:
-    display(Markdown("`../shared/data` is not here (a fresh clone): NAB sample skipped."))
+    display(Markdown("`../shared/data` is not here (a fresh clone): NAB sample not recomputed; the results "
+                     "last recorded with it follow."))
+    display(last_real_results(resolve(cfg["metrics"])))
 
 # %% [markdown]
 # ## Register the model (gates decide `champion`)

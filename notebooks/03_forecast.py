@@ -41,7 +41,7 @@ from IPython.display import Markdown, display
 from ml import plots, registry
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.monitoring import reference
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import last_real_results, write_record
 from ml.sensors import backtest, forecast, forecast_models
 from ml.sensors import charts as sensor_charts
 
@@ -116,7 +116,9 @@ if nab_dir.exists() and not SMOKE:
     display(nab_overall)
     nab_goals = backtest.goal_metrics(nab_bt)
 else:
-    display(Markdown("NAB sample skipped (no `../shared/data`, or a smoke run)."))
+    display(Markdown("NAB sample not recomputed (no `../shared/data`, or a smoke run); the results last recorded "
+                     "with it follow."))
+    display(last_real_results(resolve(cfg["metrics"])))
 
 # %% [markdown]
 # ## Register the forecaster (gates decide `champion`)

@@ -49,7 +49,7 @@ from ml.features import GROUP_LOAD
 from ml.incidents import charts, datasets, sla
 from ml.incidents.targets import breach_target, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import last_real_results, write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["sla"]
@@ -128,7 +128,9 @@ if real is not None:
                        "UCI sample": real_table[["roc_auc", "pr_auc", "brier", "ece", "breach_rate", "n"]]},
                       axis=1))
 else:
-    display(Markdown("`../shared/data` is not here (a fresh clone): real sample skipped."))
+    display(Markdown("`../shared/data` is not here (a fresh clone): real sample not recomputed; the results "
+                     "last recorded with it follow."))
+    display(last_real_results(resolve(cfg["metrics"])))
 
 # %% [markdown]
 # ## Register the model (gates decide `champion`)

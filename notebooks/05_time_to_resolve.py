@@ -49,7 +49,7 @@ from ml.features import GROUP_LOAD
 from ml.incidents import charts, datasets, ttr
 from ml.incidents.targets import time_split, ttr_hours_target
 from ml.monitoring import reference
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import last_real_results, write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["ttr"]
@@ -118,7 +118,9 @@ if real is not None:
              "median_width_hours", "n"]
     display(pd.concat({DATA: table[shown], "UCI sample": real_table[shown]}, axis=1))
 else:
-    display(Markdown("`../shared/data` is not here (a fresh clone): real sample skipped."))
+    display(Markdown("`../shared/data` is not here (a fresh clone): real sample not recomputed; the results "
+                     "last recorded with it follow."))
+    display(last_real_results(resolve(cfg["metrics"])))
 
 # %% [markdown]
 # ## Register the model (gates decide `champion`)

@@ -53,7 +53,7 @@ from ml.config import load_params, resolve
 from ml.incidents import charts, datasets, similar, triage
 from ml.incidents.targets import sort_by_time, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import last_real_results, write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["triage"]
@@ -187,7 +187,9 @@ if uci is not None:
     display(uci_report.table)
     display(uci_report.per_class["assignment_group"].sort_values("support", ascending=False).head(12))
 else:
-    display(Markdown("`../shared/data` is not here (a fresh clone): UCI sample skipped."))
+    display(Markdown("`../shared/data` is not here (a fresh clone): UCI sample not recomputed; the results "
+                     "last recorded with it follow."))
+    display(last_real_results(resolve(cfg["metrics"])))
 
 # %% [markdown]
 # ## Register the models (gates decide `champion`)

@@ -50,7 +50,7 @@ from ml.config import load_params, resolve
 from ml.incidents import charts, datasets, system_team, triage
 from ml.incidents.targets import sort_by_time, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import last_real_results, write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["system_team"]
@@ -147,7 +147,9 @@ if uci is not None:
     }
     display(pd.Series(uci_facts, name="UCI sample").to_frame())
 else:
-    display(Markdown("`../shared/data` is not here (a fresh clone): UCI sample skipped."))
+    display(Markdown("`../shared/data` is not here (a fresh clone): UCI sample not recomputed; the results "
+                     "last recorded with it follow."))
+    display(last_real_results(resolve(cfg["metrics"])))
 
 # %% [markdown]
 # ## Register the model (gates decide `champion`)

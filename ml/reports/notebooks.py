@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ml.config import ROOT
 
@@ -93,6 +94,19 @@ def real_path(metrics_path: str | Path) -> Path:
     """Where a stage's real-data results live: `metrics/real/<stage>.json` beside `metrics/<stage>.json`."""
     path = Path(metrics_path)
     return path.parent / "real" / path.name
+
+
+def last_real_results(metrics_path: str | Path) -> pd.DataFrame | None:
+    """The real-data results a stage last recorded (`real_path`), one row per value, or None if there are none.
+
+    Shown by a notebook run without `../shared/data`, so its rendered page keeps the real-data numbers (as
+    recorded, not recomputed) instead of dropping them.
+    """
+    path = real_path(metrics_path)
+    if not path.exists():
+        return None
+    flat = pd.json_normalize(json.loads(path.read_text()), sep=" | ").T
+    return flat.set_axis([f"recorded in {path.parent.name}/{path.name}"], axis=1)
 
 
 def write_record(
