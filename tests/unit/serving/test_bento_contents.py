@@ -3,13 +3,13 @@ module it imports, and no test code or synthetic generator."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 
 import yaml
 from bentoml._internal.bento.build_config import BentoPathSpec
 
 from ml.config import ROOT
+from scripts.dvc_deps import imported_files
 
 
 def _shipped() -> set[str]:
@@ -17,29 +17,6 @@ def _shipped() -> set[str]:
     paths = BentoPathSpec(spec["include"], spec["exclude"], ctx_dir=str(ROOT))
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return {f for f in tracked.split() if paths.includes(f)}
-
-
-def _module_file(module: str) -> str | None:
-    base = module.replace(".", "/")
-    for candidate in (f"{base}.py", f"{base}/__init__.py"):
-        if (ROOT / candidate).is_file():
-            return candidate
-    return None
-
-
-def _project_imports(path: str) -> set[str]:
-    """Files of the project modules `path` imports, at any depth of the file (functions included)."""
-    found = set()
-    for node in ast.walk(ast.parse((ROOT / path).read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            if name.split(".")[0] == "ml" and (f := _module_file(name)):
-                found.add(f)
-    return found
 
 
 def test_bento_ships_no_test_code_and_no_generator():
@@ -53,12 +30,11 @@ def test_bento_ships_no_test_code_and_no_generator():
 
 def test_every_module_the_service_imports_is_shipped():
     shipped = _shipped()
-    seen, todo = set(), ["service.py"]
-    while todo:
+    seen, todo = set(), [ROOT / "service.py"]
+    while todo:  # every project module the service imports, at any depth (package __init__ files too)
         path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        todo.extend(_project_imports(path) - seen)
-    missing = sorted(seen - shipped)
+        if path not in seen:
+            seen.add(path)
+            todo.extend(imported_files(path) - seen)
+    missing = sorted(str(p.relative_to(ROOT)) for p in seen if str(p.relative_to(ROOT)) not in shipped)
     assert not missing, f"the service imports modules the Bento leaves out: {missing}"
