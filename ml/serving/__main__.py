@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ml.serving import settings
+
 
 def missing_stages() -> list[str]:
     """DVC stages to run so that every model of the table has a champion in the registry."""
@@ -22,8 +24,6 @@ def missing_stages() -> list[str]:
 
 
 def banner(port: int) -> str:
-    from ml.serving import settings  # imported on use: light, but kept beside missing_stages' lazy imports
-
     url = f"http://127.0.0.1:{port}"
     keyed = bool(os.environ.get(settings.ENV_API_KEYS) or os.environ.get(settings.ENV_API_KEYS_FILE))
     key = ' -H "X-API-Key: $OPSLAB_KEY"' if keyed else ""
