@@ -5,7 +5,9 @@ rebuilt by upserting each new batch into the previous table by key, the latest `
 later batch) winning, so re-ingesting a batch changes nothing. Rows that fail row-level checks go to a
 quarantine table with the reason; a file whose structure is wrong (missing column, wrong delimiter,
 empty, mostly unparseable) is refused whole with a message naming the file, the column and rows.
-Every write is atomic (temp file + rename): a crash mid-ingest leaves the previous silver intact.
+Every write is atomic (temp file + rename, then the folder is synced): a crash mid-ingest leaves the
+previous silver intact. One batch at a time: `ingest_batch` holds a file lock on the silver folder from
+reading the ledger to writing it, so two ingests at once cannot both merge into the same old silver.
 Reading and typing a landing file, and which files a domain has, is `ml.data.landing`.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from filelock import FileLock
 
 from ml.config import load_params, resolve
 from ml.data import schemas, sources
@@ -47,6 +50,8 @@ SILVER_TABLES = {
 }
 QUARANTINE_COLUMNS = ["table", "file", "row", "column", "reason", "record"]
 LEDGER = "_batches.json"  # which batch hashes silver already holds
+LOCK = ".ingest.lock"  # held by one ingest_batch at a time
+MAX_FILE_MB = 1024  # default size cap of one received file (params.yaml ingest.max_file_mb)
 SCHEMAS = {
     "sensor_readings": schemas.sensor_readings,
     "anomaly_windows": schemas.anomaly_windows,
@@ -135,19 +140,41 @@ def clean_batch(raw: pd.DataFrame, table: str, file: str, max_bad_fraction: floa
 
 
 # --- silver storage ---------------------------------------------------------------------------
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 0600
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX; a no-op where folders cannot be opened)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write bytes via a temp file in the same directory and an atomic rename."""
+    """Write bytes via a temp file in the same directory, an atomic rename and a sync of the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), FILE_MODE)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -210,10 +237,25 @@ def ingest_batch(
     *,
     parse: Callable[[bytes, str], pd.DataFrame] = read_received,
     max_bad_fraction: float = 0.05,
+    max_file_mb: float = MAX_FILE_MB,
 ) -> BatchResult:
-    """Land one received batch: keep it in bronze, validate it, upsert its good rows into silver."""
+    """Land one received batch: keep it in bronze, validate it, upsert its good rows into silver.
+
+    Holds the silver folder's lock for the whole batch. A file over `max_file_mb`, or one that does not
+    decode (not UTF-8, nested too deeply) is refused with a DataValidationError naming it.
+    """
     root = Path(root)
     bronze, silver = root / "bronze", root / "silver"
+    if len(data) > max_file_mb * 2**20:
+        raise DataValidationError(
+            file, f"file is {len(data) / 2**20:.1f} MB, above the {max_file_mb:g} MB cap"
+        )
+    silver.mkdir(parents=True, exist_ok=True)
+    with FileLock(silver / LOCK):
+        return _ingest_locked(data, file, table, bronze, silver, parse, max_bad_fraction)
+
+
+def _ingest_locked(data, file, table, bronze, silver, parse, max_bad_fraction) -> BatchResult:
     digest = hashlib.sha256(data).hexdigest()
     result = BatchResult(table=table, file=file, sha256=digest)
     ledger_path = silver / LEDGER
@@ -225,7 +267,12 @@ def ingest_batch(
     bronze_file = _bronze_path(bronze, table, file, digest)
     if not bronze_file.exists():  # bronze is never rewritten
         atomic_write_bytes(data, bronze_file)
-    raw = parse(data, file)
+    try:
+        raw = parse(data, file)
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(file, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except RecursionError as exc:
+        raise DataValidationError(file, "nested too deeply to parse") from exc
     good, quarantine, n_dups = clean_batch(raw, table, file, max_bad_fraction)
     merged = upsert(read_silver(silver, table), good, table)
     atomic_write_parquet(merged, silver / SILVER_TABLES[table])
@@ -241,8 +288,14 @@ def ingest_batch(
 
 
 def ingest_file(path: str | os.PathLike, table: str, root: Path, **kw) -> BatchResult:
-    """Read a file's bytes and ingest them as one batch (the path is only used here and in messages)."""
+    """Read a file's bytes and ingest them as one batch (the path is only used here and in messages).
+
+    The size cap is checked before reading, so an oversized file is never loaded into memory."""
     path = Path(path)
+    cap = kw.get("max_file_mb", MAX_FILE_MB)
+    size = path.stat().st_size
+    if size > cap * 2**20:
+        raise DataValidationError(str(path), f"file is {size / 2**20:.1f} MB, above the {cap:g} MB cap")
     return ingest_batch(path.read_bytes(), str(path), table, root, **kw)
 
 
@@ -266,30 +319,31 @@ def run(params: dict, *, root: Path | None = None) -> dict:
     root = resolve(root or cfg.get("root", "data"))
     landing = resolve(cfg.get("landing", "data/landing"))
     max_bad = float(cfg.get("max_bad_row_fraction", 0.05))
+    cap = {"max_file_mb": float(cfg.get("max_file_mb", MAX_FILE_MB))}
     results: list[BatchResult] = []
     for domain, source in cfg["sources"].items():
         kind = source["kind"]
         if kind == "synthetic":
             for table, path in ingest_files(landing, domain):
-                results.append(ingest_file(path, table, root, max_bad_fraction=max_bad))
+                results.append(ingest_file(path, table, root, max_bad_fraction=max_bad, **cap))
         elif kind == "nab":
             data_dir = resolve(source["path"])
             for csv in sorted((data_dir / "data").rglob("*.csv")):
                 sid = str(csv.relative_to(data_dir / "data").with_suffix(""))
                 parse = _frame_parser(lambda p, sid=sid: sources.read_nab_csv(p, sensor_id=sid))
                 results.append(
-                    ingest_file(csv, "sensor_readings", root, parse=parse, max_bad_fraction=max_bad)
+                    ingest_file(csv, "sensor_readings", root, parse=parse, max_bad_fraction=max_bad, **cap)
                 )
             labels = data_dir / "labels" / "combined_windows.json"
             if labels.exists():
                 parse = _frame_parser(sources.read_nab_labels)
                 results.append(
-                    ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad)
+                    ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad, **cap)
                 )
         elif kind == "servicenow_eventlog":
             parse = _frame_parser(sources.load_incident_event_log)
             path = resolve(source["path"])
-            results.append(ingest_file(path, "incidents", root, parse=parse, max_bad_fraction=max_bad))
+            results.append(ingest_file(path, "incidents", root, parse=parse, max_bad_fraction=max_bad, **cap))
         else:
             raise ValueError(f"params.yaml ingest.sources.{domain}.kind: unknown source kind {kind!r}")
     silver = root / "silver"

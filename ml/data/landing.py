@@ -202,22 +202,37 @@ def newest_file(path: str | os.PathLike, domain: str | None = None) -> Path:
 # --- reading ------------------------------------------------------------------------------------
 
 
+def _utf8(data: bytes, file: str) -> str:
+    """The bytes as text, or a DataValidationError naming the line of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataValidationError(
+            file, f"not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line}; re-export as UTF-8"
+        ) from exc
+
+
 def read_received(data: bytes, file: str) -> pd.DataFrame:
-    """Parse received bytes (CSV or JSON records) into a frame of strings, refusing empty/mis-delimited files."""
+    """Parse received bytes (CSV or JSON records) into a frame of strings, refusing empty/mis-delimited files,
+    text that is not UTF-8 and JSON nested too deeply to parse."""
     if not data.strip():
         raise DataValidationError(file, "empty file")
+    text = _utf8(data, file)
     if file.endswith(".json"):
         try:
-            records = json.loads(data)
+            records = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataValidationError(file, f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        except RecursionError as exc:
+            raise DataValidationError(file, "JSON nested too deeply to parse") from exc
         if isinstance(records, dict):
             records = records.get("records", records.get("result"))
         if not isinstance(records, list):
             raise DataValidationError(file, "expected a JSON array of records")
         return pd.DataFrame.from_records(records, coerce_float=False).astype(object)
     try:
-        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.ParserError as exc:
         raise DataValidationError(file, f"not a readable CSV: {exc}") from exc
     if len(frame.columns) == 1:

@@ -140,21 +140,6 @@ def test_a_bad_file_loses_nothing_already_in_silver(tmp_path):
     pd.testing.assert_frame_equal(read_silver(tmp_path / "silver", "sensor_readings"), before)
 
 
-def test_crash_while_writing_silver_leaves_previous_silver_intact(tmp_path, monkeypatch):
-    ingest_batch(readings_csv(good_rows(30)), "good.csv", "sensor_readings", tmp_path)
-    path = tmp_path / "silver" / "sensor_readings.parquet"
-    before = path.read_bytes()
-
-    def crash(src, dst):
-        raise OSError("disk died mid-ingest")
-
-    monkeypatch.setattr(ingest.os, "replace", crash)
-    with pytest.raises(OSError, match="disk died"):
-        ingest_batch(readings_csv(good_rows(30, start="2024-02-01")), "next.csv", "sensor_readings", tmp_path)
-    assert path.read_bytes() == before
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
-
-
 # --- bronze, idempotence, upsert ----------------------------------------------------------------------
 def test_bronze_keeps_the_batch_as_received_and_reingest_is_a_noop(tmp_path):
     data = readings_csv(good_rows(30))
