@@ -41,7 +41,7 @@ from IPython.display import Markdown, display
 from ml import plots, registry
 from ml.config import SHARED_DATA, load_params, resolve
 from ml.monitoring import reference
-from ml.reports.notebooks import last_real_results, write_record
+from ml.reports.notebooks import last_real_results, write_csv, write_record
 from ml.sensors import backtest, forecast, forecast_models
 from ml.sensors import charts as sensor_charts
 
@@ -77,8 +77,7 @@ display(overall)
 by_sensor = backtest.backtest_table(bt)
 display(forecaster.info()[["sensor_id", "kind", "model", "train_start", "train_end"]].set_index("sensor_id"))
 tables = resolve(cfg["tables"])
-tables.parent.mkdir(parents=True, exist_ok=True)
-by_sensor.to_csv(tables, index=False, float_format="%.4f")
+write_csv(by_sensor, tables, index=False, float_format="%.4f")
 
 # %% [markdown]
 # The chosen model per sensor. The full backtest table (every sensor × candidate: MAE, MAPE, sMAPE, MASE,

@@ -58,7 +58,7 @@ from ml.incidents import charts
 from ml.incidents import clusters as C
 from ml.incidents.targets import sort_by_time, time_split
 from ml.monitoring import reference
-from ml.reports.notebooks import write_record
+from ml.reports.notebooks import write_csv, write_record
 
 params = load_params(PARAMS_FILE)
 cfg = params["clustering"]
@@ -144,8 +144,7 @@ else:
 # %%
 table = C.cluster_table(model, train, n_examples=2, root_cause=train["root_cause"] if has_truth else None)
 tables_path = resolve(cfg["tables"])
-tables_path.parent.mkdir(parents=True, exist_ok=True)
-table.to_csv(tables_path, float_format="%.4g")
+write_csv(table, tables_path, float_format="%.4g")  # ticket text: formulas neutralised
 display(table[["size", "top_terms", "example_1", "example_2", "category", "system", "group"]])
 
 # %%

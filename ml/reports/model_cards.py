@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -209,6 +210,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def md_code(v: Any) -> str:
+    """A value (an MLflow param or tag: anyone who can log a run writes it) as an inline code span that
+    stays one code span: a fence longer than any backtick run inside, pipes escaped for table cells."""
+    text = str(v).replace("\n", " ").replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The card as markdown for humans (the JSON twin has the same content)."""
     t = card["training_data"]
@@ -237,26 +247,18 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "**Not for:** " + (card["not_for"] or "-"),
     ]
     lines += ["", "## Training data", ""]
-    lines += [f"- {k}: `{v}`" for k, v in t.items()] or ["- (not recorded for this run)"]
+    lines += [f"- {k}: {md_code(v)}" for k, v in t.items()] or ["- (not recorded for this run)"]
     lines += ["", "## Metrics", "", "Headline (holdout, time-ordered):", ""]
     lines += [f"- **{k}**: {_fmt(v)}" for k, v in card["primary_metrics"].items()] or ["- see the full table"]
     if card["baseline_metrics"]:
         lines += ["", "Baselines, same holdout:", ""]
         lines += [f"- {k}: {_fmt(v)}" for k, v in card["baseline_metrics"].items()]
     lines += ["", "Gates:", ""] + ([f"- {g}" for g in card["gates"]] or ["- (none recorded)"])
-    lines += ["", "<details><summary>All metrics</summary>", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in card["metrics"].items()]
-    lines += [
-        "",
-        "</details>",
-        "",
-        "<details><summary>Params</summary>",
-        "",
-        "| param | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | `{v}` |" for k, v in card["params"].items()]
-    lines += ["", "</details>", "", "## Known failure cases", ""]
+    lines += ["", "### All metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {md_code(k)} | {_fmt(v)} |" for k, v in card["metrics"].items()]
+    lines += ["", "### Params", "", "| param | value |", "|---|---|"]
+    lines += [f"| {md_code(k)} | {md_code(v)} |" for k, v in card["params"].items()]
+    lines += ["", "## Known failure cases", ""]
     lines += [f"- {c}" for c in card["known_failure_cases"]] or ["- none recorded"]
     r = card["rollback"]
     lines += [
@@ -313,7 +315,9 @@ def runs_comparison(n_runs: int = 3) -> str:
         lines += [f"## {rm.name}", "", "| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(runs)]
         keys = sorted({k for r in runs for k in r.data.metrics})
         for k in keys:
-            lines.append(f"| {k} | " + " | ".join(_fmt(r.data.metrics.get(k, "")) for r in runs) + " |")
+            lines.append(
+                f"| {md_code(k)} | " + " | ".join(_fmt(r.data.metrics.get(k, "")) for r in runs) + " |"
+            )
         diff = sorted(
             k
             for k in {k for r in runs for k in r.data.params}
@@ -323,7 +327,8 @@ def runs_comparison(n_runs: int = 3) -> str:
         if diff:
             lines += ["| param | " + " | ".join(heads) + " |", "|---|" + "---|" * len(runs)]
             lines += [
-                f"| {k} | " + " | ".join(f"`{r.data.params.get(k, '')}`" for r in runs) + " |" for k in diff
+                f"| {md_code(k)} | " + " | ".join(md_code(r.data.params.get(k, "")) for r in runs) + " |"
+                for k in diff
             ]
         lines.append("")
     return "\n".join(lines)

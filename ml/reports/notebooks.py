@@ -132,6 +132,33 @@ def write_record(
     return printed
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy where every text cell (index included) that a spreadsheet would run as a formula starts with
+    a quote instead (OWASP's CSV-injection advice); numbers and other cells are unchanged."""
+
+    def cell(v):
+        return "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = out[col].map(cell)
+    if out.index.dtype == object:
+        out.index = out.index.map(cell)
+    return out.rename(columns=cell)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, **to_csv) -> Path:
+    """Write a table for people to open in a spreadsheet: text that would run as a formula is neutralised."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spreadsheet_safe(frame).to_csv(path, **to_csv)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ml.reports.notebooks", description=__doc__.splitlines()[0])
     ap.add_argument("name", help="notebook name without extension, e.g. 01_eda")

@@ -22,10 +22,14 @@ STYLE = (
 
 
 def markdown_page(md: Path, out: Path, title: str, index: Path) -> Path:
-    """A markdown file (model card, runs comparison) as a standalone HTML page linking back to `index`."""
-    import mistune  # nbconvert's markdown renderer
+    """A markdown file (model card, runs comparison) as a standalone HTML page linking back to `index`.
 
-    body = mistune.html(md.read_text(encoding="utf-8"))
+    Raw HTML in the markdown is escaped, never passed through: cards quote MLflow params and tags, which
+    anyone who can log a run writes."""
+    import mistune  # nbconvert's markdown renderer; imported here as only this page builder needs it
+
+    render = mistune.create_markdown(escape=True, plugins=["strikethrough", "footnotes", "table"])
+    body = render(md.read_text(encoding="utf-8"))
     out.write_text(
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"{STYLE}</head><body><p><a href='{html.escape(os.path.relpath(index, out.parent))}'>&larr; index</a></p>"

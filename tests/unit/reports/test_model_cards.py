@@ -39,3 +39,27 @@ def test_cards_carry_the_registered_version_sha256_gates_and_training_data(store
         written[0], store / "cards" / "sensor-anomaly.html", "card", store / "index.html"
     )
     assert first.model_sha256 in page.read_text() and "href='../index.html'" in page.read_text()
+
+
+HOSTILE = "v` <img src=y onerror=alert(3)> | <script>alert(4)</script>"
+
+
+def test_params_and_tags_cannot_inject_html_into_the_rendered_card(store):
+    pipe = anomaly.fit_detector(small_series(), PARAMS)
+    registry.log_and_register("sensor-anomaly", pipe, params={"anomaly": {**PARAMS, "note": HOSTILE}},
+                              metrics={"event_f1": 0.5}, gates=[], export_dir=store / "models",
+                              training_data={"rows": "10", "source": HOSTILE})  # fmt: skip
+    md = model_cards.write_cards(store / "cards")[0]
+    (store / "runs.md").write_text(model_cards.runs_comparison())
+    for page in (md, store / "runs.md"):
+        out = report.markdown_page(page, page.with_suffix(".html"), "card", store / "index.html")
+        text = out.read_text()
+        assert "<img" not in text and "<script" not in text
+    card = md.with_suffix(".html").read_text()
+    assert "&lt;img src=y onerror=alert(3)&gt;" in card  # shown, not run
+
+
+def test_a_value_stays_one_code_span_whatever_backticks_it_holds():
+    assert model_cards.md_code("a`b") == "``a`b``"
+    assert model_cards.md_code("`x`") == "`` `x` ``"
+    assert model_cards.md_code("a|b") == "`a\\|b`"
