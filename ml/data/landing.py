@@ -286,13 +286,21 @@ def read_records(path: str | os.PathLike, table: str | None = None) -> tuple[pd.
     return type_records(raw, table, str(p))
 
 
+def read_batches(paths: Iterable[str | os.PathLike], table: str) -> pd.DataFrame:
+    """Batch files of one table, oldest first, typed and de-duplicated: a re-sent reading or a later version
+    of a ticket replaces the earlier one, as the upsert into silver does."""
+    frames = [read_records(path, table)[0].assign(_batch=i) for i, path in enumerate(paths)]
+    if not frames:
+        raise FileNotFoundError("no batch files given")
+    frame = pd.concat(frames, ignore_index=True).sort_values("_batch", kind="stable")
+    return frame.drop_duplicates(subset=KEYS[table], keep="last").drop(columns="_batch")
+
+
 def read_landing(landing: str | os.PathLike, domain: str) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
     """Every landing batch of a domain, typed and de-duplicated (a re-sent reading or a later version of a
     ticket replaces the earlier one), and the batches' as_of times."""
     table = TABLES[domain]
     batches = dated_batches(landing, domain)
-    frames = [read_records(path, table)[0].assign(_batch=i) for i, (_, path) in enumerate(batches)]
-    frame = pd.concat(frames, ignore_index=True).sort_values("_batch", kind="stable")
-    frame = frame.drop_duplicates(subset=KEYS[table], keep="last").drop(columns="_batch")
+    frame = read_batches([path for _, path in batches], table)
     order = KEYS[table] if domain == "sensors" else ["opened_at", "number"]
     return frame.sort_values(order, kind="stable").reset_index(drop=True), [a for a, _ in batches]

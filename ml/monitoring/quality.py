@@ -1,7 +1,12 @@
 """Data-quality gate: our pandera schemas plus Evidently tests of a current file against a reference file.
 
-    python -m ml.monitoring.quality --reference FILE --current FILE|DIR --out DIR [--domain incidents|sensors]
-                         [--params params.yaml]
+    python -m ml.monitoring.quality --reference FILE|DIR --current FILE|DIR --out DIR
+                         [--domain incidents|sensors] [--params params.yaml]
+
+A directory as --current means its newest batch; a directory as --reference means every batch in it older
+than the current one (typed and de-duplicated as the upsert into silver does): the data as it was before
+the batch arrived. Silver after ingest is no reference: it already holds the batch, so nothing in the
+batch would look new.
 
 Checks, each with a threshold from the `quality:` section of params.yaml (a domain sub-section overrides):
 - required columns present and values parseable (CSV/JSON are typed like ingestion types them);
@@ -169,6 +174,27 @@ def load(path: Path, domain: str | None) -> tuple[pd.DataFrame, dict[str, int], 
     if frame.empty:
         raise InputError(f"{path}: no rows")
     return frame, bad, domain
+
+
+def load_earlier(folder: Path, current: Path, domain: str) -> tuple[pd.DataFrame, str]:
+    """Every batch of `domain` in `folder` older than `current` (all of them when `current` lies elsewhere)
+    -> (frame, a name for the report)."""
+    elsewhere = current.parent.resolve() != folder.resolve()
+    earlier = sorted(
+        p
+        for p in folder.iterdir()
+        if p.name.startswith(landing.BATCH_PREFIX[domain])
+        and p.suffix.lower() in landing.RECORD_SUFFIXES
+        and (elsewhere or p.name < current.name)
+    )
+    if not earlier:
+        raise InputError(f"{folder}: no {domain} batch older than {current.name} to compare it with")
+    try:
+        frame = landing.read_batches(earlier, landing.TABLES[domain])
+    except (OSError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    what = "batches" if elsewhere else f"batches before {current.name}"
+    return frame, f"{folder} ({len(earlier)} {what})"
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -438,7 +464,10 @@ A check passes when <i>measured</i> satisfies the condition; thresholds come fro
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: exit 0 when every critical check passes, 1 when one fails, 2 when an input cannot be read."""
     ap = argparse.ArgumentParser(prog="python -m ml.monitoring.quality", description=__doc__.splitlines()[0])
-    ap.add_argument("--reference", required=True, help="reference file (.parquet, .csv or .json records)")
+    ap.add_argument(
+        "--reference", required=True,
+        help="reference file (.parquet, .csv or .json records), or a directory: its batches before the current one",
+    )  # fmt: skip
     ap.add_argument("--current", required=True, help="file to check, or a directory: its newest batch file")
     ap.add_argument("--out", required=True, help="directory for quality.json and quality.html")
     ap.add_argument(
@@ -449,15 +478,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = config.load_params(args.params) if Path(args.params).exists() else {}
         current_path = landing.newest_file(Path(args.current), args.domain)
-        reference, _, domain = load(Path(args.reference), args.domain)
-        current, bad, _ = load(current_path, domain)
+        current, bad, domain = load(current_path, args.domain)
+        if Path(args.reference).is_dir():
+            reference, ref_name = load_earlier(Path(args.reference), current_path, domain)
+        else:
+            reference, _, _ = load(Path(args.reference), domain)
+            ref_name = str(args.reference)
         thresholds = thresholds_from_params(params, domain)
     except (InputError, FileNotFoundError) as exc:  # FileNotFoundError: a directory without records files
         print(f"quality gate: cannot read input: {exc}", file=sys.stderr)
         return 2
     out_dir = Path(args.out)
     result = run_gate(reference, current, domain, thresholds, unparseable=bad,
-                      names=(str(args.reference), str(current_path)), out_dir=out_dir)  # fmt: skip
+                      names=(ref_name, str(current_path)), out_dir=out_dir)  # fmt: skip
     paths = write_outputs(result, out_dir)
     print(result.summary())
     print(f"  -> {paths['json']}, {paths['html']}")

@@ -116,3 +116,39 @@ def test_pandera_failures_are_counted_per_check():
     assert len(failed) == 1 and "negative reading" in failed[0].name
     assert failed[0].measured == pytest.approx((frame["kind"] == "memory_pct").mean())
     assert pd.notna(failed[0].column)
+
+
+def test_a_batch_with_unseen_systems_fails_against_the_batches_before_it(tmp_path, capsys):
+    """The reference is the landing batches older than the checked one, never silver that already holds it."""
+    from ml.data.synth.incidents import make_incidents  # only this test needs incidents
+
+    final = make_incidents(n_incidents=900, months=3, seed=3)
+    final = final.sort_values("opened_at", kind="stable").reset_index(drop=True)
+    landing_dir = tmp_path / "incidents"
+    landing_dir.mkdir()
+    parts = [final.iloc[i * 300 : (i + 1) * 300] for i in range(3)]
+    rng = np.random.default_rng(0)
+    newest = parts[2].copy()
+    unseen = rng.random(len(newest)) < 0.13
+    newest.loc[unseen, "cmdb_ci"] = [f"new system {i % 7}" for i in range(int(unseen.sum()))]
+    for name, part in zip(["20240201", "20240301", "20240401"], [*parts[:2], newest], strict=True):
+        (landing_dir / f"incidents_{name}T0000.json").write_text(
+            part.to_json(orient="records", date_format="iso")
+        )
+    code = quality.main(["--domain", "incidents", "--reference", str(landing_dir), "--current", str(landing_dir),
+                         "--out", str(tmp_path / "out"), "--params", str(ROOT / "params.yaml")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 1, printed
+    assert (
+        "new categories share [cmdb_ci]" in printed
+        and "2 batches before incidents_20240401T0000.json" in printed
+    )
+    failed = json.loads((tmp_path / "out" / "quality.json").read_text())["failed"]
+    assert [c["column"] for c in failed if c["name"] == "new categories share"] == ["cmdb_ci"]
+    assert failed[0]["measured"] == pytest.approx(unseen.mean(), abs=0.01)
+
+    (landing_dir / "incidents_20240401T0000.json").write_text(
+        parts[2].to_json(orient="records", date_format="iso")
+    )
+    assert quality.main(["--domain", "incidents", "--reference", str(landing_dir), "--current", str(landing_dir),
+                         "--out", str(tmp_path / "ok"), "--params", str(ROOT / "params.yaml")]) == 0  # fmt: skip
