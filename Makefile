@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup browser all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench serve bento timings clean
+.PHONY: help setup browser all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench bench-nab serve bento timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -120,6 +120,14 @@ bench: setup ## NAB runner (58 files; NAB_DIR=...), incident evaluation CLI on 1
 	$(RUN) python -m scripts.bench $(if $(NAB_DIR),--nab-dir $(NAB_DIR))
 	$(RUN) python -m scripts.bench_incidents
 	$(RUN) python -m scripts.bench_service $(BENCH_ARGS)
+
+NAB_DATA ?= ../shared/data/nab
+bench-nab: setup ## NAB's own score of the detector on the whole corpus (NAB_DATA=...) -> metrics/nab.json, docs/ml/anomaly/nab_categories.png
+	@if [ -d "$(NAB_DATA)/data" ]; then \
+		$(RUN) python -m ml.sensors.nab --data-dir $(NAB_DATA) --out data/nab_results --score --metrics metrics/nab.json; \
+	else \
+		echo "bench-nab: $(NAB_DATA) not found (the NAB corpus lives in ../shared/data/nab); nothing to do"; \
+	fi
 
 SERVE_PORT ?= 3000
 serve: setup ## the HTTP service (BentoML) on 127.0.0.1:3000 (SERVE_PORT=...) on the local registry; trains missing champions first

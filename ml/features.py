@@ -86,6 +86,8 @@ class SensorWindowFeatures(TransformerMixin, BaseEstimator):
                 "profile": [float(x) for x in profile],
                 "resid_std": float(resid.std()) if len(resid) > 2 and resid.std() > 1e-9 else 1.0,
                 "diff_scale": float(diffs.median()) if len(diffs) and diffs.median() > 1e-9 else 1.0,
+                "lo": float(v.min()),  # the range seen in training (the detector's novelty rule)
+                "hi": float(v.max()),
             }
         self.feature_names_out_ = list(SENSOR_FEATURES)
         return self

@@ -1,10 +1,13 @@
 """Sensor anomaly detection: an sklearn Pipeline of `ml.features` transformers ending in an Isolation Forest.
 
 The same fitted Pipeline scores in the notebook, in batch (`data/scores/`), in the NAB runner
-(`ml.sensors.nab`) and in the service. Scores are causal (a reading's score uses readings up to it),
-mapped to [0, 1] as the share of normal training readings that look less anomalous, and thresholded at a
-target false-alarm rate on normal training data. Each flagged reading names the feature furthest from its
-normal training value. Params are the `anomaly:` section of params.yaml (`ml.config.section`).
+(`ml.sensors.nab`) and in the service. Scores are causal (a reading's score uses readings up to it). Per
+sensor, in time order, the forest's raw score becomes a calibrated score in [0, 1] with the same meaning
+on every series (`ml.sensors.likelihood`): the anomaly likelihood of the raw score against its trailing
+distribution, raised for a reading outside the range the sensor has shown so far (0.5 and up), and
+suppressed for `hold` readings after a peak unless exceeded. The threshold is set at a target false-alarm
+rate on normal training data. Each flagged reading names the feature furthest from its normal training
+value. Params are the `anomaly:` section of params.yaml (`ml.config.section`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from sklearn.pipeline import Pipeline
 
 from ml import config
 from ml.features import SENSOR_FEATURES, SensorWindowFeatures
-from ml.sensors import baselines, evaluation
+from ml.sensors import baselines, evaluation, likelihood
 
 N_QUANTILES = 1000
+MIN_THRESHOLD = 0.3  # a calibrated score below this is a 1-in-1,000 event or likelier: never an alarm
 
 
 class CalibratedIsolationForest(IsolationForest):
@@ -46,6 +50,11 @@ class CalibratedIsolationForest(IsolationForest):
         verbose=0,
         warm_start=False,
         false_alarm_rate=0.01,
+        history=8640,
+        std_floor=0.01,
+        hold=100,
+        novelty_margin=0.0,
+        calibration="likelihood",
     ):
         super().__init__(
             n_estimators=n_estimators,
@@ -59,6 +68,11 @@ class CalibratedIsolationForest(IsolationForest):
             warm_start=warm_start,
         )
         self.false_alarm_rate = false_alarm_rate
+        self.history = history
+        self.std_floor = std_floor
+        self.hold = hold
+        self.novelty_margin = novelty_margin
+        self.calibration = calibration
 
     def fit(self, X, y=None, sample_weight=None):
         X = np.asarray(X, dtype=float)
@@ -68,6 +82,8 @@ class CalibratedIsolationForest(IsolationForest):
         self.feature_medians_ = np.median(X, axis=0)
         iqr = np.subtract(*np.percentile(X, [75, 25], axis=0)) / 1.349
         self.feature_scales_ = np.maximum(np.maximum(iqr, X.std(axis=0)), 1e-6)
+        raw = -self.score_samples(X)
+        self.raw_mean_, self.raw_std_ = float(raw.mean()), float(max(raw.std(), self.std_floor))
         return self.calibrate(X)
 
     def calibrate(self, X):
@@ -87,6 +103,32 @@ class CalibratedIsolationForest(IsolationForest):
         scale = max(cal[-1] - cal[-max(2, n // 100)], 1e-6)  # spread of the top 1% of normal scores
         score[above] = (n - 1) / n + (1 - np.exp(-(raw[above] - cal[-1]) / scale)) / n
         return score
+
+    def stream_score(self, X, values, seen: tuple[float, float] = (np.inf, -np.inf)) -> np.ndarray:
+        """Calibrated scores in [0, 1] of ONE sensor's readings in time order (see the module doc).
+
+        `values` are the raw readings (the novelty rule); `seen` = (min, max) of the sensor's training
+        readings, so a short request still knows the range seen so far.
+        """
+        how = getattr(self, "calibration", "likelihood")  # models pickled before it existed
+        if how == "ecdf":  # the share of normal training readings less anomalous (the ablation's "before")
+            score = self.anomaly_score(X)
+        elif how == "off":  # the forest unused (the ablation: does the forest earn its place?)
+            score = np.zeros(len(X))
+        else:
+            raw = -self.score_samples(np.asarray(X, dtype=float))
+            score = likelihood.anomaly_likelihood(
+                raw,
+                average=1,
+                history=self.history,
+                std_floor=self.std_floor,
+                prior=(getattr(self, "raw_mean_", raw.mean()), getattr(self, "raw_std_", self.std_floor)),
+            )
+        margin = getattr(self, "novelty_margin", None)
+        if margin is not None:
+            novel = likelihood.range_novelty(values, margin=margin, seen=seen)
+            score = np.maximum(score, np.where(novel > 0, 0.5 + 0.5 * novel, 0.0))
+        return likelihood.hold_suppression(score, getattr(self, "hold", 0))
 
     def predict(self, X) -> np.ndarray:
         return (self.anomaly_score(X) > self.threshold_).astype(int)
@@ -120,6 +162,11 @@ def make_detector(params: Mapping[str, Any]) -> Pipeline:
                     max_samples=params["max_samples"],
                     false_alarm_rate=params["false_alarm_rate"],
                     random_state=params["seed"],
+                    history=params["likelihood_history"],
+                    std_floor=params["likelihood_std_floor"],
+                    hold=params["hold"],
+                    novelty_margin=params["novelty_margin"],
+                    calibration=params["calibration"],
                 ),
             ),
         ]
@@ -166,8 +213,16 @@ def fit_detector(
     held_out = training_rows(train, 1.0 - params["calibration_fraction"]).to_numpy() == 0
     X, keep = feats.to_numpy(), normal
     detector = pipe.named_steps["detector"].fit(X[keep & ~held_out])
-    if (keep & held_out).sum() >= 50:
-        detector.calibrate(X[keep & held_out])
+    calib = keep & held_out
+    if calib.sum() >= 50:
+        detector.calibrate(X[calib])
+    else:
+        calib = keep
+    # the alarm threshold: the target false-alarm rate of the calibrated (streaming) score on normal rows
+    stream = score_readings(pipe, train, explain="none")["score"].to_numpy()[calib]
+    if np.isfinite(stream).any():
+        q = float(np.nanquantile(stream, 1.0 - params["false_alarm_rate"]))
+        detector.threshold_ = max(q, MIN_THRESHOLD)
     return pipe
 
 
@@ -186,9 +241,17 @@ def score_readings(pipe: Pipeline, readings: pd.DataFrame, *, explain: str = "fl
     present = out["value"].notna().to_numpy()
     if not present.any():
         return out
-    feats = pipe.named_steps["features"].transform(readings)  # full context, including missing rows
+    features = pipe.named_steps["features"]
+    feats = features.transform(readings)  # full context, including missing rows
     X = feats.to_numpy()[present]
-    score = detector.anomaly_score(X)
+    score = np.full(len(out), np.nan)
+    order = out.assign(_p=present).sort_values(["sensor_id", "timestamp"], kind="stable")
+    for sid, g in order[order["_p"]].groupby("sensor_id", sort=False):
+        pos = out.index.get_indexer(g.index)
+        st = features.sensors_.get(str(sid), {})
+        seen = (st.get("lo", np.inf), st.get("hi", -np.inf))
+        score[pos] = detector.stream_score(feats.to_numpy()[pos], g["value"].to_numpy(), seen=seen)
+    score = score[present]
     flagged = score > detector.threshold_
     out.loc[present, "score"] = score
     out.loc[present, "is_anomaly"] = flagged

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ml import plots
 from ml.sensors.backtest import Backtest, as_selection, chosen_points, select_models
 from ml.sensors.forecast import SensorForecaster
 from ml.sensors.forecast_models import LEVELS
@@ -236,3 +238,37 @@ def _step_label(bt: Backtest) -> str:
         return "each sensor's own step"
     minutes = pd.Timedelta(uniq[0]) / pd.Timedelta("1min")
     return f"1 step = {minutes / 60:g} h" if minutes % 60 == 0 else f"1 step = {minutes:g} min"
+
+
+def plot_nab_categories(metrics: Mapping, ours: str = "opslab") -> plt.Figure:
+    """NAB standard score per category: ours next to the published detectors (from `metrics/nab.json`)."""
+    rows = {ours: metrics.get("categories", {})}
+    rows.update({name: m.get("categories", {}) for name, m in metrics.get("published", {}).items()})
+    frame = pd.DataFrame(rows).dropna(how="all")
+    totals = {ours: metrics.get("standard")} | {
+        n: m.get("standard") for n, m in metrics.get("published", {}).items()
+    }
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    frame.astype(float).plot.bar(ax=ax, width=0.8, legend=False)
+    ax.legend(
+        ax.containers,
+        [f"{n} (corpus {totals[n]:.1f})" for n in frame.columns],
+        loc="upper left",
+        ncol=len(frame.columns),
+        fontsize=8,
+    )
+    ax.set_ylim(min(0.0, float(np.nanmin(frame.astype(float).to_numpy())) * 1.1), 105)
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_ylabel("NAB standard score\n(0 = null, 100 = perfect)")
+    ax.set_xlabel("")
+    ax.set_xticklabels([t.get_text().replace("artificial", "art.") for t in ax.get_xticklabels()], rotation=0)
+    ax.set_title("NAB score per category at each detector's corpus threshold")
+    return fig
+
+
+def save_nab_categories(metrics: Mapping, path) -> None:
+    """`plot_nab_categories` written to `path` (a .png)."""
+    path = Path(path)
+    fig = plot_nab_categories(metrics)
+    plots.save(fig, path.parent, path.stem)
+    plt.close(fig)

@@ -1,7 +1,10 @@
 """The detector on NAB-format data: a per-file comparison with the baselines, and the NAB runner.
 
-`python -m ml.sensors.nab --data-dir NAB --out results` scores a NAB-layout corpus causally (each file
-trains only on its probationary period) and writes NAB results files.
+`python -m ml.sensors.nab --data-dir NAB --out results [--score]` scores a NAB-layout corpus causally
+(each file trains only on its probationary period) and writes NAB results files; with `--score` it also
+computes NAB's own score (`ml.sensors.nab_score`: one corpus threshold per profile, normalised 0..100)
+and writes it to `--metrics` (default metrics/nab.json) and a per-category chart next to the published
+detectors when their scores are in `<data-dir>/published_scores/`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from joblib import Parallel, delayed
 from ml import config, features
 from ml.data import sources
 from ml.data.gold import label_windows, sensor_grid
-from ml.sensors import anomaly
+from ml.sensors import anomaly, nab_score
 
 
 def nab_params(params: dict) -> dict:
@@ -85,6 +88,7 @@ def run_nab(
     labels: Path | None = None,
     detector: str = "opslab",
     n_jobs: int = 2,
+    score: bool = False,
 ) -> dict:
     """Run the detector over a NAB-layout corpus (data/<category>/<file>.csv) and write NAB results files."""
     data_dir = Path(data_dir)
@@ -98,19 +102,57 @@ def run_nab(
     windows = sources.read_nab_labels(labels) if Path(labels).exists() else None
     t0 = time.perf_counter()
     results = Parallel(n_jobs=n_jobs)(delayed(run_nab_file)(f, data_root, params, windows) for f in files)
-    written = []
+    written, scores = [], {}
     for f, res in zip(files, results, strict=True):
         rel = f.relative_to(data_root)
         dest = Path(out_dir) / detector / rel.parent / f"{detector}_{rel.name}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         res.to_csv(dest, index=False)
         written.append(str(dest))
-    return {
+        scores[rel.as_posix()] = res["anomaly_score"].to_numpy()
+    summary = {
         "files": len(written),
         "rows": int(sum(len(r) for r in results)),
         "seconds": round(time.perf_counter() - t0, 1),
         "out": str(Path(out_dir) / detector),
     }
+    if score:
+        summary.update(nab_metrics(scores, nab_score.corpus_layouts(data_dir)))
+        summary["seconds"] = round(time.perf_counter() - t0, 1)
+    return summary
+
+
+def nab_metrics(scores: dict, layouts: dict) -> dict:
+    """NAB's final scores of a detector's scores (the three profiles, the thresholds, per category)."""
+    r = nab_score.score_corpus(scores, layouts)
+    return {
+        **{p: round(float(r[p]), 2) for p in nab_score.PROFILES},
+        "threshold": round(r["thresholds"]["standard"], 6),
+        "thresholds": {p: round(t, 6) for p, t in r["thresholds"].items()},
+        "categories": r["categories"],
+        "no_window_cost": r["no_window_cost"],
+    }
+
+
+def published_metrics(data_dir: Path, layouts: dict | None = None) -> dict:
+    """`nab_metrics` of every detector in `<data_dir>/published_scores/*.csv.gz` (empty when none)."""
+    layouts = layouts or nab_score.corpus_layouts(data_dir)
+    out = {}
+    for path in sorted((Path(data_dir) / "published_scores").glob("*.csv*")):
+        name = path.name.split(".")[0]
+        out[name] = nab_metrics(nab_score.read_published_scores(path), layouts)
+    return out
+
+
+def category_table(metrics: dict, ours: str = "opslab") -> pd.DataFrame:
+    """NAB standard score per category (rows) for our detector and the published ones (columns), with the
+    corpus scores of each profile as the last rows; from a `metrics/nab.json` dict."""
+    detectors = {ours: metrics, **metrics.get("published", {})}
+    table = pd.DataFrame({name: m.get("categories", {}) for name, m in detectors.items()})
+    totals = pd.DataFrame(
+        {name: {f"corpus: {p}": m.get(p) for p in nab_score.PROFILES} for name, m in detectors.items()}
+    )
+    return pd.concat([table, totals]).astype(float)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,10 +169,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--score", action="store_true", help="compute NAB's score and write --metrics")
+    ap.add_argument("--metrics", type=Path, default=Path("metrics/nab.json"))
+    ap.add_argument(
+        "--chart", type=Path, default=None, help="per-category chart (default: <charts>/nab_categories.png)"
+    )
     args = ap.parse_args(argv)
     params = config.load_params(args.params)["anomaly"]
-    summary = run_nab(args.data_dir, args.out, params, labels=args.labels, n_jobs=args.jobs)
-    print(json.dumps(summary))
+    summary = run_nab(args.data_dir, args.out, params, labels=args.labels, n_jobs=args.jobs, score=args.score)
+    if not args.score:
+        print(json.dumps(summary))
+        return 0
+    summary["published"] = published_metrics(args.data_dir)
+    metrics = {k: v for k, v in summary.items() if k != "out"}
+    args.metrics.parent.mkdir(parents=True, exist_ok=True)
+    args.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    for p in nab_score.PROFILES:
+        print(f"{p:20s} {summary[p]:6.2f}")
+    print(
+        f"threshold {summary['threshold']}, {summary['files']} files, {summary['rows']} rows, {summary['seconds']} s"
+    )
+    chart = args.chart or config.resolve(params["charts"]) / "nab_categories.png"
+    # function-level import: matplotlib only when a chart is drawn (the runner itself does not need it)
+    from ml.sensors import charts
+
+    charts.save_nab_categories(metrics, chart)
+    print(f"wrote {args.metrics} and {chart}")
     return 0
 
 

@@ -27,3 +27,10 @@ def test_forecast_charts_are_titled_and_labelled(hourly):
         assert fig._suptitle is not None or all(ax.get_title() for ax in fig.axes)
         assert all(ax.get_ylabel() for ax in fig.axes)
         plt.close(fig)
+
+
+def test_nab_category_chart_is_titled_and_labelled():
+    m = {"standard": 60.0, "categories": {"a": 50.0, "b": 70.0, "c": None}}
+    fig = charts.plot_nab_categories({**m, "published": {"numenta": {**m, "standard": 70.0}}})
+    assert fig.axes[0].get_title() and fig.axes[0].get_ylabel()
+    plt.close(fig)

@@ -50,3 +50,44 @@ def test_nab_params_apply_the_nab_overrides():
         "seed": 1,
     }
     assert nab.nab_params(PARAMS) == PARAMS
+
+
+def test_cli_scores_the_corpus_and_writes_nab_metrics(tmp_path, capsys):
+    root = tmp_path / "nab"
+    (root / "data" / "realTest").mkdir(parents=True)
+    frame = hourly_csv_frame()
+    frame.loc[300, "value"] = 500.0
+    frame.to_csv(root / "data" / "realTest" / "tiny.csv", index=False)
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(
+        json.dumps({"realTest/tiny.csv": [[f"{frame.loc[i, 'timestamp']}.000000" for i in (290, 310)]]})
+    )
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"anomaly": {**PARAMS, "charts": str(tmp_path / "charts")}}))
+    out = tmp_path / "metrics" / "nab.json"
+    assert (
+        nab.main(
+            [
+                "--data-dir",
+                str(root),
+                "--out",
+                str(tmp_path / "res"),
+                "--score",
+                "--metrics",
+                str(out),
+                "--params",
+                str(params),
+                "--jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    m = json.loads(out.read_text())
+    keys = {"standard", "reward_low_FP_rate", "reward_low_FN_rate", "threshold", "files", "rows", "seconds"}
+    assert keys <= set(m) and m["files"] == 1 and m["rows"] == len(frame)
+    assert m["standard"] > 50 and m["categories"]["realTest"] == pytest.approx(m["standard"], abs=0.01)
+    assert (tmp_path / "charts" / "nab_categories.png").exists()
+    assert "standard" in capsys.readouterr().out
+    table = nab.category_table({**m, "published": {"other": m}})
+    assert list(table.columns) == ["opslab", "other"] and "corpus: standard" in table.index
