@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -263,3 +265,45 @@ def plot_text_lengths(incidents: pd.DataFrame, data_name: str) -> plt.Figure:
         ylabel="tickets (count)",
     )
     return fig
+
+
+def stationarity_table(
+    series: pd.DataFrame, freq: str = "1h", alpha: float = 0.05, max_lag: int = 24
+) -> pd.DataFrame:
+    """Per sensor, on its `freq` means: the ADF test (null: a unit root) and KPSS (null: stationary around a
+    level), their p-values and a verdict. Both say stationary: model the level; both say unit root:
+    difference once (ARIMA's d = 1); they disagree: trend-stationary or too short to tell."""
+    # imported here: statsmodels takes seconds to import and only this table needs it in the EDA
+    from statsmodels.tools.sm_exceptions import InterpolationWarning
+    from statsmodels.tsa.stattools import adfuller, kpss
+
+    rows = []
+    for sid, part in series.dropna(subset=["value"]).groupby("sensor_id", sort=True):
+        y = part.set_index("timestamp")["value"].resample(freq).mean().interpolate(limit_direction="both")
+        if len(y) < 20:
+            continue
+        adf_stat, adf_p, lags, *_ = adfuller(y.to_numpy(), maxlag=max_lag, autolag="AIC", result_object=False)
+        with warnings.catch_warnings():  # KPSS p-values outside its table are clipped to 0.01 / 0.1
+            warnings.simplefilter("ignore", InterpolationWarning)
+            kpss_stat, kpss_p, *_ = kpss(y.to_numpy(), regression="c", nlags="auto", result_object=False)
+        unit_root, level = adf_p >= alpha, kpss_p < alpha
+        verdict = {
+            (False, False): "stationary",
+            (True, True): "unit root: difference once",
+            (False, True): "tests disagree: trend or level shifts",
+            (True, False): "tests disagree: too little evidence",
+        }[(bool(unit_root), bool(level))]
+        rows.append(
+            {
+                "sensor_id": sid,
+                "kind": part["kind"].iloc[0] if "kind" in part else None,
+                "points": len(y),
+                "adf_stat": adf_stat,
+                "adf_p": adf_p,
+                "adf_lags": lags,
+                "kpss_stat": kpss_stat,
+                "kpss_p": kpss_p,
+                "verdict": verdict,
+            }  # fmt: skip
+        )
+    return pd.DataFrame(rows).set_index("sensor_id")

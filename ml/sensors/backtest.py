@@ -17,7 +17,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from ml.features import infer_freq
-from ml.sensors.forecast_models import LEVELS, MODEL_ORDER, FittedModel, forecast_params, season_steps
+from ml.sensors.forecast_base import season_steps
+from ml.sensors.forecast_models import LEVELS, MODEL_ORDER, FittedModel, forecast_params
 
 
 # --- series preparation ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Forecast params and the candidate models (seasonal naive, ETS, Prophet) with their intervals.
+"""Forecast params and the candidate models (seasonal naive, ETS, ARIMA, MSTL, Prophet) with their intervals.
 
 Each candidate fits on one sensor's values, forecasts `horizon` steps with a standard deviation per step,
 and rebuilds itself from a JSON state (no pickle). `ml.sensors.forecast` explains the choices.
@@ -18,8 +18,16 @@ import numpy as np
 import pandas as pd
 
 from ml.config import section
+from ml.sensors.forecast_base import ets_model, fill_gaps, is_int, quiet_statsmodels
+from ml.sensors.forecast_stats import ArimaModel, MstlModel
 
-MODEL_ORDER = ("seasonal_naive", "ets", "prophet")  # simplest first: ties go to the earlier one
+MODEL_ORDER = (
+    "seasonal_naive",
+    "ets",
+    "arima",
+    "mstl",
+    "prophet",
+)  # simplest first: ties go to the earlier one
 LEVELS = (80, 95)
 Z = {level: NormalDist().inv_cdf(0.5 + level / 200) for level in LEVELS}
 # What is fitted (stored in the artifact) and how to run it (kept out, so the artifact's bytes do not depend on it).
@@ -37,6 +45,7 @@ MODEL_KEYS = (
     "select_tolerance",
     "seed",
     "ets",
+    "arima",
     "prophet",
 )
 RUNTIME_KEYS = ("n_jobs",)
@@ -73,44 +82,6 @@ def checked_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(cfg["select_tolerance"], int | float) or cfg["select_tolerance"] < 0:
         raise ValueError(f"forecast params: select_tolerance must be >= 0, got {cfg['select_tolerance']!r}")
     return cfg
-
-
-def is_int(value: Any) -> bool:
-    """An integer that is not a bool (numpy integers too)."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
-def season_steps(step: pd.Timedelta, season: int | str) -> int:
-    """The seasonal period in grid steps: an int is steps already, a duration ('7D') is divided by the step."""
-    if is_int(season):
-        m = int(season)
-    else:
-        ratio = pd.Timedelta(season) / step
-        if abs(ratio - round(ratio)) > 1e-9:
-            raise ValueError(f"season {season!r} is not a whole number of {step} steps")
-        m = round(ratio)
-    if m < 2:
-        raise ValueError(f"season must span at least 2 steps, got {m} (season={season!r}, step={step})")
-    return m
-
-
-def fill_gaps(values: np.ndarray, season: int) -> np.ndarray:
-    """Blanks filled with the median seasonal profile plus the linearly interpolated remainder (a new array).
-
-    Linear interpolation alone would flatten a day-long gap; the profile keeps its daily/weekly shape.
-    """
-    y = np.asarray(values, dtype=float)
-    if np.isfinite(y).all():
-        return y.copy()
-    if not np.isfinite(y).any():
-        raise ValueError("cannot fill a series with no readings")
-    pos = np.arange(len(y)) % season
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # positions never observed: median of nothing
-        profile = pd.Series(y).groupby(pos).transform("median").to_numpy()
-    profile = np.where(np.isfinite(profile), profile, 0.0)
-    rest = pd.Series(y - profile).interpolate(limit_direction="both").to_numpy()
-    return np.where(np.isfinite(y), y, profile + rest)
 
 
 # --- candidate models ---------------------------------------------------------------------------
@@ -175,8 +146,8 @@ class EtsModel:
             init["initial_trend"] = self.init["trend"]
         if self.config.get("seasonal"):
             init["initial_seasonal"] = np.asarray(self.init["seasonal"], dtype=float)
-        model = _ets_model(values, self.season, self.config, **init)
-        with _quiet_statsmodels():
+        model = ets_model(values, self.season, self.config, **init)
+        with quiet_statsmodels():
             return model.smooth(np.array([self.params[k] for k in model.param_names], dtype=float))
 
     @classmethod
@@ -185,8 +156,8 @@ class EtsModel:
         config = dict(cfg["ets"])
         if "mul" in (config.get("error"), config.get("seasonal"), config.get("trend")) and filled.min() <= 0:
             raise ValueError("multiplicative ETS needs strictly positive readings")
-        model = _ets_model(filled, season, config, initialization_method="heuristic")
-        with _quiet_statsmodels():
+        model = ets_model(filled, season, config, initialization_method="heuristic")
+        with quiet_statsmodels():
             res = model.fit(disp=False)
         params = dict(zip(model.param_names, (float(p) for p in res.params), strict=True))
         init = {
@@ -207,7 +178,7 @@ class EtsModel:
             res = self._smooth(fill_gaps(np.concatenate([self.filled, extra]), self.season))
             real = np.isfinite(np.concatenate([self.values, extra]))
         n = len(real)
-        with _quiet_statsmodels():
+        with quiet_statsmodels():
             pred = res.get_prediction(start=n, end=n + horizon - 1, rng=np.random.default_rng(self.seed))
         yhat = np.asarray(pred.predicted_mean, dtype=float)
         var = np.maximum(np.asarray(pred.forecast_variance, dtype=float), 0.0)
@@ -230,22 +201,6 @@ class EtsModel:
         return cls(
             values, int(state["season"]), state["config"], state["params"], state["init"], int(state["seed"])
         )
-
-
-def _ets_model(values: np.ndarray, season: int, config: Mapping, **init: Any) -> Any:
-    """An unfitted statsmodels ETSModel of the configured form on `values`."""
-    # imported here: statsmodels takes seconds to import and only ETS fits and loads need it
-    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
-
-    return ETSModel(
-        pd.Series(values),
-        error=config.get("error", "add"),
-        trend=config.get("trend"),
-        damped_trend=bool(config.get("damped_trend")) and config.get("trend") is not None,
-        seasonal=config.get("seasonal"),
-        seasonal_periods=season if config.get("seasonal") else None,
-        **init,
-    )
 
 
 class ProphetModel:
@@ -315,7 +270,7 @@ class ProphetModel:
         return cls(model, bool(state["conditional_daily"]))
 
 
-_MODELS = {cls.name: cls for cls in (SeasonalNaiveModel, EtsModel, ProphetModel)}
+_MODELS = {cls.name: cls for cls in (SeasonalNaiveModel, EtsModel, ArimaModel, MstlModel, ProphetModel)}
 
 
 class FittedModel:
@@ -378,19 +333,6 @@ def _quiet_prophet() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-@contextlib.contextmanager
-def _quiet_statsmodels() -> Iterator[None]:
-    """Hide statsmodels' convergence/value warnings (the fit is judged by the backtest, not by warnings)."""
-    # imported here: statsmodels takes seconds to import and only ETS fits and loads need it
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning, ValueWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", ValueWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
 
 
 def _intervals(yhat: np.ndarray, sd: np.ndarray) -> dict[str, np.ndarray]:
