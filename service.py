@@ -13,12 +13,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import anyio  # noqa: E402
 import bentoml  # noqa: E402
 
-from ml.serving import guard, settings
+from ml.serving import guard, metrics_labels, settings
 from ml.serving import schemas as S
 from ml.serving.bento import RegistryModel
 from ml.serving.runtime import Runtime, attach_logging
 
 CFG = settings.get()
+metrics_labels.install()  # before BentoML builds the app: unknown paths share one metrics label
 
 
 @bentoml.service(
@@ -51,7 +52,11 @@ class OpsLab:
 
     @bentoml.on_deployment
     def refuse_open_public_bind() -> None:
-        guard.check_bind(guard.intended_host(), guard.KeyRing.from_env())
+        try:
+            ring = guard.KeyRing.from_env()
+        except guard.KeyConfigError as exc:  # a key setting without a key: refuse, never fall back to open
+            raise SystemExit(f"opslab: refusing to start: {exc}") from exc
+        guard.check_bind(guard.intended_host(), ring)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready()
@@ -108,9 +113,11 @@ class OpsLab:
         return self.runtime.call("/check_drift", request)
 
     @bentoml.api(route="/models")
-    def models(self, request: S.Empty, /) -> S.ModelsResponse:
-        """Every model: version, alias, sha256, source, training metrics, loaded or not."""
-        return S.ModelsResponse(ready=self.runtime.ready(), models=self.runtime.models_info())
+    def models(self, request: S.Empty, /, ctx: bentoml.Context) -> S.ModelsResponse:
+        """Every model: version, alias, sha256, source, training metrics, loaded or not (with an admin key
+        also where it was loaded from and the full error text)."""
+        admin = "admin" in ctx.request.scope.get(guard.GRANTED, ())
+        return S.ModelsResponse(ready=self.runtime.ready(), models=self.runtime.models_info(detail=admin))
 
     @bentoml.api(route="/models/reload")
     async def reload(self, request: S.ReloadRequest, /) -> S.ReloadResponse:

@@ -282,25 +282,29 @@ def save_forecaster(model, path: Path, *, signature=None, input_example=None) ->
     return tree_sha256(Path(path) / FORECASTER_DIR)
 
 
-def load_forecaster(model_dir: Path, expected_sha256: str | None = None):
-    """Load a saved forecaster after checking the sha256 of its state files."""
+def load_forecaster(model_dir: Path, expected_sha256: str | None):
+    """Load a saved forecaster from the very state bytes whose sha256 was checked (a private copy)."""
     from ml.sensors.forecast import SensorForecaster  # imported on use: pulls statsmodels and prophet (~3 s)
 
-    state = Path(model_dir) / FORECASTER_DIR
-    _verify(state, tree_sha256(state), expected_sha256)
-    return SensorForecaster.load(state)
+    with tempfile.TemporaryDirectory(prefix="opslab-forecaster-") as tmp:  # one private copy: hashed, loaded
+        copy = shutil.copytree(Path(model_dir) / FORECASTER_DIR, Path(tmp) / "state")
+        _verify(Path(model_dir) / FORECASTER_DIR, tree_sha256(copy), expected_sha256)
+        return SensorForecaster.load(copy)  # reads every file now; the copy goes with the block
 
 
-def load_sklearn(model_dir: Path, expected_sha256: str | None = None):
-    """Load a skops model file after checking its sha256 (when given) against the registry's record."""
+def load_sklearn(model_dir: Path, expected_sha256: str | None):
+    """Load a skops model from the very bytes whose sha256 was checked against the registry's record."""
     f = Path(model_dir) / MODEL_FILE
-    _verify(f, sha256_file(f), expected_sha256)
-    return skops.io.load(f, trusted=TRUSTED_TYPES)
+    data = f.read_bytes()
+    _verify(f, hashlib.sha256(data).hexdigest(), expected_sha256)
+    return skops.io.loads(data, trusted=TRUSTED_TYPES)
 
 
 def _verify(path: Path, actual: str, expected: str | None) -> None:
-    """Refuse model bytes whose sha256 differs from the registry's record (when there is one)."""
-    if expected and actual != expected:
+    """Refuse model bytes without a recorded sha256, or whose sha256 differs from the record."""
+    if not expected:
+        raise ValueError(f"{path}: no model_sha256 recorded for it; refusing to load an unverifiable model")
+    if actual != expected:
         raise ValueError(
             f"{path}: sha256 {actual[:12]}… does not match the registered model_sha256 "
             f"{expected[:12]}…; refusing to load"
@@ -445,15 +449,16 @@ def log_and_register(
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = Path(tmp) / "model"
             sha = saver(model, model_dir, signature=signature, input_example=input_example)
+            ref_dir, ref_sha = model_dir / reference_files.REFERENCE_DIR, ""
             if reference is not None:
-                reference_files.save_reference(
-                    reference, model_dir / reference_files.REFERENCE_DIR, meta={"model": name}
-                )
+                reference_files.save_reference(reference, ref_dir, meta={"model": name})
+                ref_sha = tree_sha256(ref_dir)  # `reference_sha256`: the drift reference is verified too
             mlflow.log_artifacts(str(model_dir), artifact_path="model")
             mlflow.set_tag("model_sha256", sha)
             mlflow.set_tag("gates", "passed" if passed else "failed")
             mlflow.log_text("\n".join(msg for _, msg in verdicts) + "\n", "gates.txt")
-            mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+            ref_tag = {"reference_sha256": ref_sha} if ref_sha else None
+            mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", name, tags=ref_tag)
             c.set_model_version_tag(name, mv.version, "model_sha256", sha)
             c.set_model_version_tag(name, mv.version, "git_commit", provenance["git_commit"])
             c.set_model_version_tag(name, mv.version, "gates", "passed" if passed else "failed")
@@ -548,7 +553,6 @@ def rollback(name: str, *, export_dir: Path | None = None) -> dict:
 
 
 def _export_version(name: str, mv, export_dir: Path | None) -> Path:
-
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}"))
     metrics = client().get_run(mv.run_id).data.metrics
     return export_model(
@@ -563,7 +567,6 @@ def _export_version(name: str, mv, export_dir: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     ap = argparse.ArgumentParser(prog="python -m ml.registry", description="Move the champion alias by hand.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("promote", help="make VERSION the champion of MODEL")
@@ -607,6 +610,8 @@ def export_model(
         "run_id": run_id,
         "metrics": {k: float(v) for k, v in metrics.items() if _finite(v)},
     }
+    if (tmp / reference_files.REFERENCE_DIR).is_dir():  # the registry's `reference_sha256` tag covers it
+        manifest["reference_sha256"] = tree_sha256(tmp / reference_files.REFERENCE_DIR)
     (tmp / "opslab_model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -614,10 +619,10 @@ def export_model(
 
 
 def load_champion(name: str, alias: str = CHAMPION):
-    """Download `models:/<name>@<alias>`, verify its sha256 and load it; returns (model, info dict)."""
+    """Download `models:/<name>@<alias>`, verify its sha256 (none: refused), load it; -> (model, info dict)."""
     c = client()
-    mv = c.get_model_version_by_alias(name, alias)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{alias}"))
+    mv = c.get_model_version_by_alias(name, alias)  # then that version, not the alias (it may move meanwhile)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}"))
     model = load_sklearn(local, mv.tags.get("model_sha256"))
     return model, {
         "name": name,

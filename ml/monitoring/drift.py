@@ -178,8 +178,19 @@ def _season_bin(ts: pd.DatetimeIndex) -> np.ndarray:
     return ((ts.dayofweek >= 5) * 24 + ts.hour).to_numpy()
 
 
-def sensor_wide(readings: pd.DataFrame, freq: str | None = None) -> pd.DataFrame:
-    """Readings as one column per sensor on a regular time grid (a missing reading is NaN)."""
+class GridTooLarge(ValueError):
+    """The regular grid a batch of readings spans would be larger than allowed."""
+
+
+def sensor_wide(
+    readings: pd.DataFrame, freq: str | pd.Timedelta | None = None, max_cells: int | None = None
+) -> pd.DataFrame:
+    """Readings as one column per sensor on a regular time grid (a missing reading is NaN).
+
+    The grid's step is `freq`, else the most common gap of the readings; it starts at the first reading
+    (readings off it are left out). `max_cells` caps grid points x sensors: a few readings years apart
+    would otherwise build a grid of millions of rows (GridTooLarge, checked before anything is built).
+    """
     missing = [c for c in ("sensor_id", "timestamp", "value") if c not in readings.columns]
     if missing:
         raise ValueError(f"readings need columns sensor_id, timestamp, value; missing {missing}")
@@ -195,6 +206,12 @@ def sensor_wide(readings: pd.DataFrame, freq: str | None = None) -> pd.DataFrame
         pd.Timedelta(freq) if freq else pd.Series(wide.index).diff().mode().iloc[0] if len(wide) > 1 else None
     )
     if step is not None and len(wide) > 1:
+        points = (wide.index[-1] - wide.index[0]) // step + 1
+        if max_cells is not None and points * wide.shape[1] > max_cells:
+            raise GridTooLarge(
+                f"readings from {wide.index[0]} to {wide.index[-1]} span {points} steps of {step} for "
+                f"{wide.shape[1]} sensor(s), over the {max_cells} grid cells allowed; send a shorter span"
+            )
         wide = wide.reindex(pd.date_range(wide.index[0], wide.index[-1], freq=step))
     wide.index.name = "timestamp"
     return wide.astype(float)
@@ -210,6 +227,8 @@ class SensorLevels:
 
     def fit(self, readings: pd.DataFrame) -> SensorLevels:
         wide = sensor_wide(readings)
+        gaps = pd.Series(wide.index).diff().dropna()
+        self.step_ = gaps.mode().iloc[0] if len(gaps) else None  # the reference's grid step
         bins = _season_bin(wide.index)
         profiles = {}
         for sid in wide.columns:
@@ -219,13 +238,17 @@ class SensorLevels:
         self.profiles_ = profiles
         return self
 
-    def transform(self, readings: pd.DataFrame) -> pd.DataFrame:
-        wide = sensor_wide(readings)
-        unknown = sorted(set(wide.columns) - set(self.profiles_))
-        if unknown:
-            raise ValueError(
-                f"sensor_id {unknown[0]!r} is not in the reference (known: {len(self.profiles_)})"
-            )
+    def transform(
+        self, readings: pd.DataFrame, freq: pd.Timedelta | None = None, max_cells: int | None = None
+    ) -> pd.DataFrame:
+        """Levels on a grid of step `freq` (default: the batch's most common gap), at most `max_cells`."""
+        if "sensor_id" in readings:  # before any grid is built: an unknown sensor costs nothing
+            unknown = sorted(set(readings["sensor_id"].astype(str)) - set(self.profiles_))
+            if unknown:
+                raise ValueError(
+                    f"sensor_id {unknown[0]!r} is not in the reference (known: {len(self.profiles_)})"
+                )
+        wide = sensor_wide(readings, freq, max_cells)
         bins = _season_bin(wide.index)
         return pd.DataFrame(
             {sid: wide[sid].to_numpy() - self.profiles_[sid][bins] for sid in wide.columns}, index=wide.index
@@ -284,18 +307,20 @@ def check_drift(
     current_records: pd.DataFrame,
     threshold: float = 0.1,
     bins: int = 10,
+    max_cells: int | None = None,
 ) -> pd.DataFrame:
     """PSI per monitored feature of a batch of raw records against the reference saved with a model.
 
     Sensors: one feature per sensor present in the batch (level against the reference profile, missing
-    readings left out). Incidents: the ticket-mix columns. Returns `psi_table` columns.
+    readings left out), on a grid with the reference's step and at most `max_cells` points x sensors
+    (GridTooLarge above). Incidents: the ticket-mix columns. Returns `psi_table` columns.
     """
     if current_records is None or len(current_records) == 0:
         raise ValueError("current batch is empty (0 records)")
     if domain == "sensors":
         levels = SensorLevels().fit(reference_records)
         ref = levels.transform(reference_records)
-        cur = levels.transform(current_records)
+        cur = levels.transform(current_records, levels.step_, max_cells)
         return psi_table(ref, cur, threshold=threshold, columns=list(cur.columns), bins=bins, dropna=True)
     ref = monitor_frame(domain, reference_records)
     cur = monitor_frame(domain, current_records)

@@ -123,7 +123,10 @@ def load_reference(directory: str | os.PathLike) -> pd.DataFrame:
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path}: no reference metadata (was save_reference run for {src}?)")
     meta = json.loads(meta_path.read_text())
-    data = src / meta.get("file", REFERENCE_FILE)
+    name = meta.get("file", REFERENCE_FILE)
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(f"{meta_path}: file {name!r} must be a plain file name inside {src}")
+    data = src / name
     if not data.exists():
         raise FileNotFoundError(f"{data}: reference data file is missing")
     digest = _sha256(data)

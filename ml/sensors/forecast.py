@@ -57,15 +57,8 @@ from ml.sensors.backtest import (
     select_models,
     split_sensors,
 )
-from ml.sensors.forecast_models import (
-    MODEL_KEYS,
-    MODEL_ORDER,
-    FittedModel,
-    checked_params,
-    forecast_params,
-    is_int,
-    season_steps,
-)
+from ml.sensors.forecast_base import is_int, season_steps
+from ml.sensors.forecast_models import MODEL_KEYS, MODEL_ORDER, FittedModel, checked_params, forecast_params
 
 FORECAST_COLUMNS = ["timestamp", "yhat", "lo80", "hi80", "lo95", "hi95", "model"]
 INFO_COLUMNS = [
@@ -140,14 +133,20 @@ class SensorForecaster:
 
     # forecasting -----------------------------------------------------------------------------------
     def forecast(
-        self, sensor_id: str, horizon: int | None = None, history: pd.DataFrame | None = None
+        self,
+        sensor_id: str,
+        horizon: int | None = None,
+        history: pd.DataFrame | None = None,
+        max_history_steps: int | None = None,
     ) -> pd.DataFrame:
         """Point forecast and 80/95% intervals for steps 1..horizon after the training end (or after `history`).
 
         `history` (columns timestamp, value; optional sensor_id, is_missing, is_anomaly) holds readings after
         the training end; rows at or before it are ignored. ETS and seasonal naive update their state with it
         using the fitted parameters (no refit); Prophet forecasts are a function of time, so only the
-        forecast timestamps move.
+        forecast timestamps move. The model replays every step from the training end to the last history
+        reading, so `max_history_steps` (the service passes params serving.max_history_steps) bounds how far
+        history may reach: beyond it, a ValueError naming the history.
         """
         if sensor_id not in self._info:
             known = ", ".join(self.sensor_ids[:5]) + (", ..." if len(self._info) > 5 else "")
@@ -162,7 +161,7 @@ class SensorForecaster:
             )
         info = self._info[sensor_id]
         step = pd.Timedelta(seconds=info["step_seconds"])
-        extra = None if history is None else self._history_values(sensor_id, history)
+        extra = None if history is None else self._history_values(sensor_id, history, max_history_steps)
         end = pd.Timestamp(info["train_end"]) + step * (0 if extra is None else len(extra))
         times = pd.date_range(end + step, periods=int(horizon), freq=step)
         model = self._models[sensor_id]
@@ -171,7 +170,9 @@ class SensorForecaster:
         out["model"] = info["model"]
         return out[FORECAST_COLUMNS]
 
-    def _history_values(self, sensor_id: str, history: pd.DataFrame) -> np.ndarray:
+    def _history_values(
+        self, sensor_id: str, history: pd.DataFrame, max_steps: int | None = None
+    ) -> np.ndarray:
         """Readings after the training end on the sensor's grid (NaN for gaps, masked anomalies)."""
         missing = sorted({"timestamp", "value"} - set(history.columns))
         if missing:
@@ -190,6 +191,12 @@ class SensorForecaster:
         h = history.loc[keep]
         ts = ts[keep]
         offsets = (ts - train_end) / step
+        if max_steps is not None and offsets.max() > max_steps:
+            raise ValueError(
+                f"history for sensor {sensor_id!r}: timestamp {ts[offsets.to_numpy() > max_steps].iloc[0]} is "
+                f"{int(offsets.max())} steps of {step} after the training end {train_end}; at most {max_steps} "
+                "are replayed (send recent readings only, or use a newer model)"
+            )
         off_grid = (offsets != np.round(offsets)).to_numpy()
         if off_grid.any():
             raise ValueError(

@@ -11,8 +11,19 @@ separated entries) and/or a file named by `OPSLAB_API_KEYS_FILE` (one entry per 
 key is hashed and compared with every stored hash in constant time (`hmac.compare_digest`, no early exit).
 Scopes: `predict` (every prediction endpoint, /models, /check_drift) and `admin` (also /models/reload).
 Missing or unknown key -> 401; a key without the endpoint's scope -> 403. Health, metrics and the API
-docs stay open. Without any key the service runs open, but only on a loopback address (see `check_bind`).
-Bodies over `serving.max_body_bytes` -> 413; a POST body that is not JSON -> 415.
+docs stay open. Without any key the service runs open, but only on a loopback address (see `check_bind`),
+and `/models/reload` is then refused (403): changing what is served always takes an admin key. A key
+setting that is present but yields no key (a file of comments, `OPSLAB_API_KEYS=" , "`) is a
+configuration error, not open mode: the service refuses to start.
+
+On every guarded path, before anything else is read: a repeated `Host`, `Content-Type`, `Content-Length` or
+`X-API-Key` header -> 400 (the guard and the app could read different copies); a `Host` that is neither an
+IP literal, nor the bound name, nor in `serving.allowed_hosts` (env `OPSLAB_ALLOWED_HOSTS`) -> 400 (DNS
+rebinding). Then the key; then the rate limit of the key and scope (`serving.rate_limits`) -> 429 with
+`Retry-After`; then bodies over `serving.max_body_bytes` -> 413 and a POST without
+`Content-Type: application/json` -> 415 (a browser form cannot send that type without a CORS preflight).
+The scopes the key was granted are left in the ASGI scope (`GRANTED`) for the endpoints (`/models` shows
+paths and raw errors to admin keys only).
 """
 
 from __future__ import annotations
@@ -28,10 +39,12 @@ import re
 import secrets
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ml.serving import settings
+from ml.serving.ratelimit import RateLimits
 
 log = logging.getLogger("opslab.serving")
 
@@ -40,6 +53,8 @@ OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/metrics", "/", "/docs
 OPEN_PREFIXES = ("/static_content/",)
 ADMIN_PATHS = frozenset({"/models/reload"})
 HEADER = b"x-api-key"
+SINGLE_HEADERS = (b"host", b"content-type", b"content-length", HEADER)  # refused when repeated
+GRANTED = "opslab.granted"  # ASGI scope key: the scopes the request's key was granted (set by the guard)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -84,14 +99,26 @@ class KeyRing:
 
     @classmethod
     def from_env(cls) -> KeyRing:
-        text = os.environ.get(settings.ENV_API_KEYS, "")
-        ring = cls.parse(text) if text.strip() else cls()
+        """The keys of `OPSLAB_API_KEYS` and `OPSLAB_API_KEYS_FILE`. Open (no keys) only when neither is
+        set: a setting that is present but yields no key is an error, never open mode by accident."""
+        ring = cls()
+        text = os.environ.get(settings.ENV_API_KEYS)
+        if text is not None:
+            ring = cls.parse(text)
+            if not ring.enabled:
+                raise KeyConfigError(
+                    f"{settings.ENV_API_KEYS} is set but holds no key; unset it to run open (loopback only)"
+                )
         path = os.environ.get(settings.ENV_API_KEYS_FILE)
-        if path:
+        if path is not None:
             try:
                 file_ring = cls.parse(Path(path).read_text(), origin=path)
             except OSError as exc:
                 raise KeyConfigError(f"{settings.ENV_API_KEYS_FILE}={path}: cannot read it ({exc})") from exc
+            if not file_ring.enabled:
+                raise KeyConfigError(
+                    f"{settings.ENV_API_KEYS_FILE}={path} holds no key; unset it to run open (loopback only)"
+                )
             ring = cls(ring.entries + file_ring.entries, ring.plaintext_entries + file_ring.plaintext_entries)
         return ring
 
@@ -194,18 +221,61 @@ def warn_open(host: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def host_name(value: bytes | None) -> str | None:
+    """The name part of a Host header (`[::1]:3000` -> `::1`, `Example.com:80` -> `example.com`)."""
+    if not value:
+        return None
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class HostCheck:
+    """Host names the service answers to: any IP literal (a DNS rebinding attack needs a name), the name
+    it is bound to, and the configured names (`serving.allowed_hosts` / `OPSLAB_ALLOWED_HOSTS`)."""
+
+    def __init__(self, names: Iterable[str], bound: str | None = None):
+        self.names = frozenset(n.strip().lower() for n in names if n.strip())
+        if bound and not _is_ip(bound.strip("[]")):
+            self.names |= {bound.lower()}
+
+    def allows(self, value: bytes | None) -> bool:
+        name = host_name(value)
+        return bool(name) and (_is_ip(name) or name in self.names or "*" in self.names)
+
+
 # --- the middleware -------------------------------------------------------------------------------
 class GuardMiddleware:
     """Auth, body size and content type for every HTTP request, before BentoML parses anything."""
 
-    def __init__(self, app, ring: KeyRing | None = None, max_body_bytes: int | None = None, openapi=None):
+    def __init__(
+        self,
+        app,
+        ring: KeyRing | None = None,
+        max_body_bytes: int | None = None,
+        openapi=None,
+        allowed_hosts: Iterable[str] | None = None,
+        rate_limits: RateLimits | None = None,
+    ):
+        cfg = settings.get()
         self.app = app
         self.openapi = openapi  # () -> the OpenAPI dict to serve at /docs.json (ml/serving/openapi.py)
         self._openapi_body: bytes | None = None
         self.ring = KeyRing.from_env() if ring is None else ring
-        self.max_body = max_body_bytes or settings.get().max_body_bytes
+        self.max_body = max_body_bytes or cfg.max_body_bytes
         self.lockdown: str | None = None
         host = bound_host()
+        self.hosts = HostCheck(cfg.allowed_hosts if allowed_hosts is None else allowed_hosts, host)
+        self.limits = RateLimits(cfg.rate_limits) if rate_limits is None else rate_limits
         if host is not None and not self.ring.enabled and not is_loopback(host):
             self.lockdown = f"refusing to serve: bound to {host} without API keys"
             log.critical("opslab: %s", self.lockdown)
@@ -221,9 +291,21 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         if self.lockdown:
             return await _reply(send, 503, self.lockdown)
-        headers = dict(scope.get("headers") or [])
+        raw_headers = scope.get("headers") or []
+        names = [name.lower() for name, _ in raw_headers]
+        for single in SINGLE_HEADERS:
+            if names.count(single) > 1:
+                return await _reply(send, 400, f"the {single.decode()} header is repeated; send it once")
+        headers = dict(raw_headers)
+        if not self.hosts.allows(headers.get(b"host")):
+            return await _reply(
+                send,
+                400,
+                f"Host {host_name(headers.get(b'host'))!r} is not a name this service answers to "
+                f"(serving.allowed_hosts or {settings.ENV_ALLOWED_HOSTS})",
+            )
+        key = headers.get(HEADER)
         if self.ring.enabled:
-            key = headers.get(HEADER)
             if not key:
                 return await _reply(send, 401, "missing API key: send it in the X-API-Key header", auth=True)
             granted = self.ring.scopes_of(key.decode("latin-1"))
@@ -231,10 +313,30 @@ class GuardMiddleware:
                 return await _reply(send, 401, "unknown API key", auth=True)
             if needed not in granted:
                 return await _reply(send, 403, f"this API key lacks the '{needed}' scope needed for {path}")
+            identity = hash_key(key.decode("latin-1")).hex()
+        elif needed == "admin":
+            return await _reply(
+                send,
+                403,
+                f"{path} needs an admin API key, and this service runs open (no keys): configure "
+                f"{settings.ENV_API_KEYS} or {settings.ENV_API_KEYS_FILE} to use it",
+            )
+        else:
+            granted, identity = {"predict"}, "open:" + str((scope.get("client") or ("?",))[0])
+        scope[GRANTED] = frozenset(granted)
+        wait = self.limits.check(identity, needed)
+        if wait is not None:
+            return await _reply(
+                send,
+                429,
+                f"rate limit of the '{needed}' scope ({self.limits.describe(needed)}) reached for this key; "
+                f"retry in {wait} s",
+                retry_after=wait,
+            )
         if scope.get("method") != "POST":
             return await self.app(scope, receive, send)
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if ctype not in (b"", b"application/json"):
+        if ctype != b"application/json":
             return await _reply(send, 415, "request bodies must be JSON (Content-Type: application/json)")
         length = headers.get(b"content-length")
         if length is not None:
@@ -277,14 +379,20 @@ class GuardMiddleware:
         await _send_json(send, 200, self._openapi_body)
 
 
-async def _reply(send, status: int, message: str, auth: bool = False) -> None:
-    await _send_json(send, status, json.dumps({"error": message}).encode(), auth=auth)
+async def _reply(send, status: int, message: str, auth: bool = False, retry_after: int | None = None) -> None:
+    await _send_json(
+        send, status, json.dumps({"error": message}).encode(), auth=auth, retry_after=retry_after
+    )
 
 
-async def _send_json(send, status: int, body: bytes, auth: bool = False) -> None:
+async def _send_json(
+    send, status: int, body: bytes, auth: bool = False, retry_after: int | None = None
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if auth:
         headers.append((b"www-authenticate", b'ApiKey header="X-API-Key"'))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

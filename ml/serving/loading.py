@@ -9,7 +9,11 @@ Order, per model:
    (`OPSLAB_MODELS_DIR`), then the copy a built Bento carries (the BentoML model store). `/models` says so.
 
 Whatever the source, the model's bytes are checked against its `model_sha256` (the registry version's tag,
-or the exported copy's manifest) before they are deserialised; a mismatch refuses the load.
+or the exported copy's manifest) before they are deserialised; a mismatch refuses the load. The drift
+reference saved with the model is checked the same way against `reference_sha256` (no hash: no reference).
+A copy on disk (exported, Bento, path) carries its hashes in a manifest beside it, which catches accidents,
+not tampering; so when the registry is reachable, the manifest's hashes must equal the registry's tags of
+that version, or the copy is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -53,6 +57,7 @@ class Source:
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     note: str | None = None
+    reference_sha256: str | None = None  # the drift reference saved with the model (None: not covered)
     fetch: Callable[[Path], Path] | None = None  # copies the model dir under a scratch dir, returns it
     local_dir: Path | None = None  # already on disk (exported copy, Bento store, local override)
 
@@ -131,8 +136,8 @@ def from_registry(name: str, uri: str, kind: str) -> Source:
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the message is what matters
         code = getattr(exc, "error_code", "")
         if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            raise ResolveError(f"registry: no {uri} ({_short(exc)})") from exc
-        raise ResolveError(f"registry unreachable: cannot resolve {uri}: {_short(exc)}") from exc
+            raise ResolveError(f"registry: no {uri} ({short_error(exc)})") from exc
+        raise ResolveError(f"registry unreachable: cannot resolve {uri}: {short_error(exc)}") from exc
     sha = (mv.tags or {}).get("model_sha256")
     if not sha:
         raise ResolveError(f"registry: {name} v{mv.version} has no model_sha256 tag; refusing to load it")
@@ -154,6 +159,7 @@ def from_registry(name: str, uri: str, kind: str) -> Source:
         uri=uri,
         version=str(mv.version),
         model_sha256=sha,
+        reference_sha256=(mv.tags or {}).get("reference_sha256"),
         alias=alias or (CHAMPION if CHAMPION in aliases else (aliases[0] if aliases else None)),
         run_id=mv.run_id,
         metrics={k: float(v) for k, v in metrics.items()},
@@ -167,22 +173,57 @@ def from_directory(name: str, directory: Path, kind: str, note: str | None = Non
     manifest_path = Path(directory) / MANIFEST
     if not manifest_path.is_file():
         raise ResolveError(f"{directory}: no {MANIFEST} (an exported model has one); cannot verify it")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        metrics = {str(k): float(v) for k, v in (manifest.get("metrics") or {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # bad JSON, not an object, "n/a"
+        raise ResolveError(f"{manifest_path}: malformed ({short_error(exc)})") from exc
     if manifest.get("name") not in (None, name):
         raise ResolveError(f"{directory}: holds model {manifest.get('name')!r}, not {name!r}")
-    if not manifest.get("model_sha256"):
+    if not isinstance(manifest.get("model_sha256"), str) or not manifest["model_sha256"]:
         raise ResolveError(f"{manifest_path}: no model_sha256; refusing to load an unverifiable model")
-    return Source(
+    source = Source(
         kind=kind,
         uri=str(directory),
         version=str(manifest.get("version", "?")),
         model_sha256=manifest["model_sha256"],
         alias=manifest.get("alias"),
         run_id=manifest.get("run_id"),
-        metrics={k: float(v) for k, v in (manifest.get("metrics") or {}).items()},
+        metrics=metrics,
         note=note,
+        reference_sha256=manifest.get("reference_sha256"),
         local_dir=Path(directory),
     )
+    return checked_against_registry(name, source)
+
+
+def checked_against_registry(name: str, source: Source) -> Source:
+    """A copy on disk, checked against the registry when it is reachable: the version its manifest names
+    must exist there with the same `model_sha256` (and `reference_sha256`). Unreachable: the manifest's
+    word is all there is, and the note says so."""
+    if registry_problem() is not None:
+        return source
+    _fail_fast_http()
+    try:
+        mv = registry.client().get_model_version(name, source.version)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the message is what matters
+        code = getattr(exc, "error_code", "")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise ResolveError(
+                f"{source.uri}: the registry is reachable but has no {name} v{source.version}; refusing a "
+                "copy it cannot vouch for"
+            ) from exc
+        return replace(
+            source, note="; ".join(filter(None, [source.note, "not checked against the registry"]))
+        )
+    tags = mv.tags or {}
+    for tag in ("model_sha256", "reference_sha256"):
+        if tags.get(tag) != getattr(source, tag):
+            raise ResolveError(
+                f"{source.uri}: {tag} {str(getattr(source, tag))[:12]}… of the copy does not match the "
+                f"registry's {str(tags.get(tag))[:12]}… for {name} v{source.version}; refusing to load it"
+            )
+    return source
 
 
 def exported_dir(name: str) -> Path:
@@ -194,7 +235,7 @@ def from_bento_store(name: str, note: str | None = None) -> Source:
     try:
         stored = bentoml.models.get(f"{name}:latest")
     except Exception as exc:  # noqa: BLE001 - not found, or no store
-        raise ResolveError(f"no copy of {name} in the BentoML model store ({_short(exc)})") from exc
+        raise ResolveError(f"no copy of {name} in the BentoML model store ({short_error(exc)})") from exc
     return from_directory(name, Path(stored.path), "bento", note)
 
 
@@ -263,7 +304,7 @@ def load_reference(source: Source):
     if source.local_dir is not None:
         local = Path(source.local_dir) / reference.REFERENCE_DIR
         if (local / reference.REFERENCE_META).is_file():
-            return reference.load_reference(local), str(local)
+            return _verified_reference(local, source), str(local)
         return None, f"no {reference.REFERENCE_DIR}/ in {source.local_dir}"
     if not source.run_id:
         return None, "no run to look in"
@@ -282,16 +323,28 @@ def load_reference(source: Source):
             except Exception:  # noqa: BLE001 - absent artifact
                 continue
             if (got / reference.REFERENCE_META).is_file():
-                return reference.load_reference(got), f"runs:/{source.run_id}/{path}"
+                return _verified_reference(got, source), f"runs:/{source.run_id}/{path}"
         return None, f"run {source.run_id} has no {reference.REFERENCE_DIR} artifact"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _verified_reference(directory: Path, source: Source):
+    """The reference in `directory` if its files hash to the version's `reference_sha256`, else an error."""
+    if not source.reference_sha256:
+        raise ResolveError(f"{source.kind} v{source.version} records no reference_sha256; reference not used")
+    actual = registry.tree_sha256(directory)
+    if actual != source.reference_sha256:
+        raise ResolveError(
+            f"reference sha256 {actual[:12]}… does not match the recorded {source.reference_sha256[:12]}…"
+        )
+    return reference.load_reference(directory)
 
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
+def short_error(exc: BaseException, limit: int = 300) -> str:
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -3,7 +3,7 @@
 BentoML declares its 400 body's `detail` as a string while its validation errors send a list of
 `{loc, msg, type}`; numeric exclusive bounds are written the JSON Schema 2020-12 way in a document that
 says OpenAPI 3.0.2; and the document says nothing about API keys or the statuses this service adds.
-`patch` fixes the first and documents the rest (X-API-Key security scheme; 401, 403, 413, 415, 422, 503
+`patch` fixes the first and documents the rest (X-API-Key security scheme; 401, 403, 413, 415, 422, 429, 503
 with their error body), so a client generator or a schema-driven fuzzer (schemathesis in the tests) sees
 what the server really does.
 """
@@ -38,7 +38,8 @@ ADDED = {
     "401": "missing or unknown API key (X-API-Key)",
     "403": "the API key lacks the scope this endpoint needs",
     "413": "request body larger than serving.max_body_bytes",
-    "415": "request body is not JSON",
+    "415": "request body is not JSON (Content-Type: application/json is required)",
+    "429": "rate limit of the key and scope reached (serving.rate_limits); Retry-After says when to retry",
     "422": "well-formed request the model cannot answer (e.g. unknown sensor), naming the field path",
     "503": "the endpoint's model is not loaded (the body names it); other endpoints keep working",
 }

@@ -89,7 +89,7 @@ def detect_anomaly(pipe, request: schemas.DetectAnomalyRequest) -> dict:
     return {"results": results}
 
 
-def forecast(forecaster, request: schemas.ForecastRequest) -> dict:
+def forecast(forecaster, request: schemas.ForecastRequest, max_history_steps: int | None = None) -> dict:
     known = set(forecaster.sensor_ids)
     results = []
     for i, item in enumerate(request.items):
@@ -107,9 +107,9 @@ def forecast(forecaster, request: schemas.ForecastRequest) -> dict:
                 }
             )
         try:
-            frame = forecaster.forecast(item.sensor_id, item.horizon, history)
-        except ValueError as exc:  # off-grid history, horizon beyond what the artifact answers
-            field = "horizon" if "horizon" in str(exc) else "history"
+            frame = forecaster.forecast(item.sensor_id, item.horizon, history, max_history_steps)
+        except ValueError as exc:  # off-grid or too distant history, horizon beyond what the artifact answers
+            field = "history" if str(exc).startswith("history") else "horizon"
             raise ClientError(str(exc), ["items", i, field]) from exc
         points = [
             {
@@ -346,9 +346,14 @@ def check_drift(request: schemas.DriftRequest, loaded, cfg) -> dict:
     current = readings_frame(records) if request.domain == "sensors" else incidents_frame(records)
     try:
         table = drift.check_drift(
-            request.domain, reference, current, threshold=cfg.drift_psi_threshold, bins=cfg.drift_bins
+            request.domain,
+            reference,
+            current,
+            threshold=cfg.drift_psi_threshold,
+            bins=cfg.drift_bins,
+            max_cells=cfg.max_drift_grid,
         )
-    except ValueError as exc:  # e.g. a sensor the reference does not know
+    except ValueError as exc:  # a sensor the reference does not know, a span over the grid cap
         raise ClientError(str(exc), [field]) from exc
     table = table[np.isfinite(table["psi"].to_numpy(dtype=float))]
     return {

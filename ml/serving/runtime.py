@@ -39,6 +39,7 @@ def attach_logging() -> None:
     ours.propagate = False
 
 
+HIDDEN = "details for admin keys only (POST /models with an admin key), and in the server log"
 CLEARED = ""  # an override cleared by /models/reload: ignore OPSLAB_MODEL_URI_<NAME>, use the champion
 
 
@@ -103,7 +104,7 @@ class Runtime:
         try:
             with self._reload_lock:
                 for name in order:
-                    self._refresh(name)
+                    self._refresh_guarded(name)
         finally:
             self.initial_load_done.set()
             log.info(
@@ -120,6 +121,9 @@ class Runtime:
             source = loading.resolve(name, override or None, use_env=override != CLEARED)
         except loading.ResolveError as exc:
             return self._failed(name, current, f"{exc}", before, state="unavailable")
+        except Exception as exc:  # noqa: BLE001 - e.g. a malformed manifest: this model fails, no other
+            log.exception("opslab: resolving %s failed", name)
+            return self._failed(name, current, f"cannot resolve: {loading.short_error(exc)}", before)
         if current.loaded and current.loaded.source.model_sha256 == source.model_sha256:
             kept = replace(current.loaded, source=source)
             self._slots[name] = Slot("loaded", kept)
@@ -134,7 +138,10 @@ class Runtime:
             model = loading.load(source, LOADERS[spec.loader])
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the service down
             return self._failed(
-                name, current, f"{source.kind} {source.uri} v{source.version}: {loading._short(exc)}", before
+                name,
+                current,
+                f"{source.kind} {source.uri} v{source.version}: {loading.short_error(exc)}",
+                before,
             )
         seconds = time.perf_counter() - t0
         extras: dict[str, Any] = {}
@@ -144,7 +151,7 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 - a broken reference fails /check_drift only
                 extras["reference"], extras["reference_note"] = (
                     None,
-                    f"reference unreadable: {loading._short(exc)}",
+                    f"reference unreadable: {loading.short_error(exc)}",
                 )
         self._slots[name] = Slot("loaded", Loaded(name, model, source, loading.now_iso(), seconds, extras))
         log.info(
@@ -183,7 +190,16 @@ class Runtime:
                 self._overrides[name] = uri if uri else CLEARED
             targets = list(names) if names else list(self.models)
             targets += [n for n in (uris or {}) if n not in targets]
-            return [self._refresh(n) if n in self.models else self._unknown(n) for n in targets]
+            return [self._refresh_guarded(n) if n in self.models else self._unknown(n) for n in targets]
+
+    def _refresh_guarded(self, name: str) -> dict:
+        """`_refresh`, with any error it did not expect failing this model only (never the loader thread,
+        never the other models, never /models/reload)."""
+        try:
+            return self._refresh(name)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.exception("opslab: refreshing %s failed", name)
+            return self._failed(name, self._slots[name], f"refresh failed: {loading.short_error(exc)}", None)
 
     @staticmethod
     def _unknown(name: str) -> dict:
@@ -210,7 +226,9 @@ class Runtime:
             for n, s in self._slots.items()
         )
 
-    def models_info(self) -> list[schemas.ModelInfo]:
+    def models_info(self, detail: bool = True) -> list[schemas.ModelInfo]:
+        """Every model's state. `detail=False` (a key without the admin scope) leaves out what tells about
+        the host: the source's uri (a path), the raw error text, notes and reference locations."""
         out = []
         for name, spec in self.models.items():
             slot = self._slots[name]
@@ -220,7 +238,7 @@ class Runtime:
                 "required": name in self.cfg.required_models,
                 "state": slot.state,
                 "loaded": slot.loaded is not None,
-                "error": slot.error,
+                "error": slot.error if detail or slot.error is None else HIDDEN,
             }
             if slot.loaded is not None:
                 src = slot.loaded.source
@@ -229,17 +247,16 @@ class Runtime:
                     "alias": src.alias,
                     "model_sha256": src.model_sha256,
                     "source": src.kind,
-                    "uri": src.uri,
+                    "uri": src.uri if detail else None,
                     "metrics": {k: v for k, v in src.metrics.items() if v == v and abs(v) != float("inf")},
                     "loaded_at": slot.loaded.loaded_at,
-                    "note": src.note,
+                    "note": src.note if detail or src.note is None else HIDDEN,
                 }
                 if self.models[name].drift_domain:
                     ref = slot.loaded.extras.get("reference")
+                    where = slot.loaded.extras.get("reference_note") if detail else "location hidden"
                     info["drift_reference"] = (
-                        f"{len(ref)} rows ({slot.loaded.extras.get('reference_note')})"
-                        if ref is not None
-                        else f"none: {slot.loaded.extras.get('reference_note')}"
+                        f"{len(ref)} rows ({where})" if ref is not None else f"none: {where}"
                     )
             out.append(schemas.ModelInfo(**info))
         return out
@@ -267,8 +284,8 @@ class Runtime:
         ep = self.endpoints[route]
         name = ep.pick_model(request) if ep.pick_model else ep.model
         slot = self._slots[name]  # read once: this request keeps this model even if a reload swaps it
-        if slot.loaded is None:
-            reason = "still loading" if slot.state == "loading" else (slot.error or slot.state)
+        if slot.loaded is None:  # the raw error (paths, exception text) is for /models with an admin key
+            reason = "still loading" if slot.state == "loading" else f"{slot.state} ({HIDDEN})"
             return error_response(
                 503, f"model {name!r} is not available: {reason}", model=name, headers={"Retry-After": "5"}
             )

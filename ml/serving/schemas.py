@@ -24,6 +24,7 @@ _FORECAST = _PARAMS.get("forecast") or {}
 MAX_HORIZON = int(_FORECAST.get("max_horizon", 168))
 DEFAULT_HORIZON = int(_FORECAST.get("horizon", 24))
 MAX_FORECAST_ITEMS = 100  # each item is a model call: a smaller cap than readings
+MAX_SIMILAR_ITEMS = 100  # each incident is a search of the whole index returning k rows: answers within 2 s
 EARLIEST, LATEST = datetime(1970, 1, 1), datetime(2100, 1, 1)
 _TRIAGE = _PARAMS.get("triage") or {}
 MAX_K = 20  # top_k of /triage and /system_team, k of /similar_incidents: 1..MAX_K
@@ -288,7 +289,7 @@ class SystemTeamResponse(Stamped):
 class SimilarRequest(Strict):
     """Incidents to find resolved look-alikes for; each needs short_description or description."""
 
-    incidents: list[Incident] = Field(min_length=1, max_length=S.max_items)
+    incidents: list[Incident] = Field(min_length=1, max_length=MAX_SIMILAR_ITEMS)
     k: int = Field(DEFAULT_K, ge=1, le=MAX_K, description="neighbours per incident")
 
 

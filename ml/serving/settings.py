@@ -17,6 +17,8 @@ ENV_API_KEYS = "OPSLAB_API_KEYS"
 ENV_API_KEYS_FILE = "OPSLAB_API_KEYS_FILE"
 ENV_REQUIRED = "OPSLAB_REQUIRED_MODELS"
 ENV_URI_PREFIX = "OPSLAB_MODEL_URI_"
+ENV_ALLOWED_HOSTS = "OPSLAB_ALLOWED_HOSTS"
+RATE_LIMIT_SCOPES = ("predict", "admin")
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,16 @@ class Settings:
     sla_threshold: float | None
     drift_psi_threshold: float
     drift_bins: int
+    max_history_steps: int
+    max_drift_grid: int
+    allowed_hosts: tuple[str, ...]
+    rate_limits: tuple[tuple[str, str], ...]  # (scope, "N/period") pairs; a scope not listed is not limited
 
 
 @lru_cache(maxsize=1)
 def get() -> Settings:
-    """The settings of this process (params.yaml `serving:`; OPSLAB_REQUIRED_MODELS wins)."""
+    """The settings of this process (params.yaml `serving:`; OPSLAB_REQUIRED_MODELS and
+    OPSLAB_ALLOWED_HOSTS win)."""
     p = config.section("serving")
     unknown = sorted(set(p) - {f.name for f in fields(Settings)})
     if unknown:
@@ -43,6 +50,13 @@ def get() -> Settings:
     required = p["required_models"]
     if os.environ.get(ENV_REQUIRED) is not None:
         required = [m.strip() for m in os.environ[ENV_REQUIRED].split(",") if m.strip()]
+    hosts = p["allowed_hosts"] or []
+    if os.environ.get(ENV_ALLOWED_HOSTS) is not None:
+        hosts = [h.strip() for h in os.environ[ENV_ALLOWED_HOSTS].split(",") if h.strip()]
+    limits = p["rate_limits"] or {}
+    unknown = sorted(set(limits) - set(RATE_LIMIT_SCOPES))
+    if unknown:
+        raise ValueError(f"params.yaml serving.rate_limits: {unknown} are not scopes {RATE_LIMIT_SCOPES}")
     return Settings(
         required_models=tuple(required or ()),
         max_items=int(p["max_items"]),
@@ -53,6 +67,10 @@ def get() -> Settings:
         sla_threshold=None if p["sla_threshold"] is None else float(p["sla_threshold"]),
         drift_psi_threshold=float(monitoring["psi_threshold"]),  # one threshold: params monitoring
         drift_bins=int(monitoring["bins"]),
+        max_history_steps=int(p["max_history_steps"]),
+        max_drift_grid=int(p["max_drift_grid"]),
+        allowed_hosts=tuple(h.lower() for h in hosts),
+        rate_limits=tuple((scope, str(text)) for scope, text in limits.items() if text),
     )
 
 

@@ -137,7 +137,7 @@ ENDPOINTS: dict[str, Endpoint] = {
             "sensor-forecast",
             schemas.ForecastRequest,
             schemas.ForecastResponse,
-            lambda model, req, loaded, cfg: predict.forecast(model, req),
+            lambda model, req, loaded, cfg: predict.forecast(model, req, cfg.max_history_steps),
         ),
         Endpoint(
             "/predict_sla",

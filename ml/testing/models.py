@@ -8,7 +8,6 @@ the scratch registry.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,10 +137,9 @@ def make_data(n_sensors: int = 4, days: int = 21, n_incidents: int = 2000, seed:
     return ScratchData(grid, incidents)
 
 
-def _reference(frame: pd.DataFrame, where: Path) -> Path:
-    """The training reference logged with a model (what /check_drift compares with)."""
-
-    return reference.save_reference(reference.reference_sample(frame, n=2000, seed=0), where)
+def _reference(frame: pd.DataFrame) -> pd.DataFrame:
+    """The training reference saved with a model (what /check_drift compares with), hashed with it."""
+    return reference.reference_sample(frame, n=2000, seed=0)
 
 
 def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
@@ -149,18 +147,16 @@ def register_sensor_anomaly(data: ScratchData, export_dir: Path, **overrides):
     pipe = anomaly.fit_detector(data.sensors, params)
     example = data.sensors[["sensor_id", "timestamp", "value"]].head(5)
     train = data.sensors[anomaly.training_rows(data.sensors, params["train_fraction"])]
-    with tempfile.TemporaryDirectory() as tmp:
-        ref = _reference(train[["sensor_id", "timestamp", "value"]], Path(tmp) / "reference")
-        return registry.log_and_register(
-            "sensor-anomaly",
-            pipe,
-            params=params,
-            metrics={"event_f1": 0.5},
-            gates=[],
-            input_example=example,
-            export_dir=export_dir,
-            extra_artifacts={"reference": ref},
-        )
+    return registry.log_and_register(
+        "sensor-anomaly",
+        pipe,
+        params=params,
+        metrics={"event_f1": 0.5},
+        gates=[],
+        input_example=example,
+        export_dir=export_dir,
+        reference=_reference(train[["sensor_id", "timestamp", "value"]]),
+    )
 
 
 def register_sensor_forecast(data: ScratchData, export_dir: Path):
@@ -188,17 +184,15 @@ def register_incident_sla(data: ScratchData, export_dir: Path):
     train, _ = incident_split(data)
     model = sla.fit_sla(train, INCIDENT_PARAMS)
     threshold = sla.threshold_from_training(model, train, INCIDENT_PARAMS)
-    with tempfile.TemporaryDirectory() as tmp:
-        ref = _reference(train[schemas.OPEN_TIME_COLUMNS], Path(tmp) / "reference")
-        return registry.log_and_register(
-            "incident-sla",
-            model,
-            params=INCIDENT_PARAMS,
-            metrics={"roc_auc": 0.8, "threshold": threshold},
-            gates=[],
-            export_dir=export_dir,
-            extra_artifacts={"reference": ref},
-        )
+    return registry.log_and_register(
+        "incident-sla",
+        model,
+        params=INCIDENT_PARAMS,
+        metrics={"roc_auc": 0.8, "threshold": threshold},
+        gates=[],
+        export_dir=export_dir,
+        reference=_reference(train[schemas.OPEN_TIME_COLUMNS]),
+    )
 
 
 def register_incident_ttr(data: ScratchData, export_dir: Path):

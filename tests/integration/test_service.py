@@ -30,7 +30,8 @@ import pytest
 
 from ml import registry
 from ml.config import ROOT
-from ml.serving import accel, guard, schemas, settings, table
+from ml.monitoring import reference
+from ml.serving import accel, guard, runtime, schemas, settings, table
 from ml.testing import models as testing_models
 from ml.testing import server
 
@@ -169,6 +170,10 @@ def servers(scratch, tmp_path_factory):
         shutil.rmtree(fallback_models / name)  # missing entirely
     tampered = fallback_models / "incident-sla" / registry.MODEL_FILE
     tampered.write_bytes(tampered.read_bytes() + b"\0")  # bytes no longer match the manifest's sha256
+    ref_meta = fallback_models / "sensor-anomaly" / reference.REFERENCE_DIR / reference.REFERENCE_META
+    ref_meta.write_text(
+        ref_meta.read_text().replace('"model"', '"edited"')
+    )  # reference_sha256 no longer matches
     env_b = {
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.free_port()}",  # nothing listens there
         "OPSLAB_MODELS_DIR": str(fallback_models),
@@ -533,7 +538,9 @@ def run_reference(name: str, version: str, scratch: Path) -> pd.DataFrame:
             mp.setenv(k, v)
         run_id = registry.client().get_model_version(name, version).run_id
         return reference.load_reference(
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reference")
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"model/{reference.REFERENCE_DIR}"
+            )
         )
 
 
@@ -788,6 +795,38 @@ def test_auth_matrix(a, route, headers, status):
         assert r.headers.get("www-authenticate", "").startswith("ApiKey")
 
 
+def test_models_shows_paths_and_raw_errors_to_admin_keys_only(a):
+    """Issue 16 item 8."""
+    for headers, detail in ((P, False), (A, True)):
+        models = {m["name"]: m for m in a.post("/models", headers=headers).json()["models"]}
+        uris = [m["uri"] for m in models.values() if m["loaded"]]
+        assert all(uris) if detail else not any(uris), (headers, uris)
+
+
+def test_post_without_a_json_content_type_is_415_and_a_foreign_host_is_400(a):
+    """Issue 16 item 5 over real HTTP: no Content-Type; a DNS-rebound Host name; repeated headers (item 6)."""
+    body = json.dumps({"incidents": [GOOD_INCIDENT]}).encode()
+    assert a.client.post("/predict_sla", content=body, headers=P).status_code == 415
+    r = a.client.post(
+        "/predict_sla", json={"incidents": [GOOD_INCIDENT]}, headers={**P, "Host": "evil.example"}
+    )
+    assert r.status_code == 400 and "Host" in r.json()["error"]
+    dup = [("X-API-Key", PREDICT_KEY), ("Content-Type", "text/plain"), ("Content-Type", "application/json")]
+    r = a.client.post("/predict_sla", content=body, headers=httpx.Headers(dup))
+    assert r.status_code == 400 and "repeated" in r.json()["error"]
+
+
+def test_unknown_paths_share_one_metrics_label(a):
+    """Issue 16 item 7: 404s and 401s on random paths do not grow the metrics series."""
+    for i in range(5):
+        a.client.get(f"/x{i}-{time.time_ns()}")
+        a.client.post(f"/y{i}-{time.time_ns()}", json={})
+    metrics = a.client.get("/metrics").text
+    assert 'endpoint="/__other__"' in metrics
+    assert not [line for line in metrics.splitlines() if 'endpoint="/x' in line or 'endpoint="/y' in line]
+    assert 'endpoint="/predict_sla"' in metrics
+
+
 def test_docs_and_health_need_no_key(a):
     assert a.client.get("/docs.json").status_code == 200
     assert a.client.get("/livez").status_code == 200
@@ -848,7 +887,7 @@ def test_reload_to_a_missing_version_keeps_the_serving_model(a):
     res = {x["name"]: x for x in r.json()["results"]}["incident-ttr"]
     assert res["status"] == "failed" and "incident-ttr" in res["error"] and res["version_after"] == "1"
     assert a.post("/predict_ttr", {"incidents": [GOOD_INCIDENT]}, headers=P).status_code == 200
-    info = {m["name"]: m for m in a.post("/models", headers=P).json()["models"]}["incident-ttr"]
+    info = {m["name"]: m for m in a.post("/models", headers=A).json()["models"]}["incident-ttr"]
     assert info["loaded"] and "last reload failed" in info["error"]
     # clearing the override goes back to the champion
     r = a.post("/models/reload", {"uris": {"incident-ttr": None}}, headers=A)
@@ -864,13 +903,16 @@ def test_registry_unreachable_serves_exported_copies_and_says_so(b, meta):
     ):
         m = models[name]
         assert m["loaded"] and m["source"] == "exported-copy" and m["version"] == version
-        assert "registry unreachable" in m["note"] and "exported copy" in m["note"]
+        assert m["note"] == runtime.HIDDEN and m["uri"] is None  # open mode has no admin key to see them
+    log = b.log.read_text(errors="replace")
+    assert "registry unreachable" in log and "exported copy" in log
     assert b.client.get("/readyz").status_code == 200
 
 
 def test_a_model_that_cannot_load_fails_only_its_own_endpoint(b, sensors):
     models = {m["name"]: m for m in b.post("/models").json()["models"]}
-    assert not models["incident-sla"]["loaded"] and "does not match" in models["incident-sla"]["error"]
+    assert not models["incident-sla"]["loaded"] and models["incident-sla"]["error"] == runtime.HIDDEN
+    assert "does not match" in b.log.read_text(errors="replace")
     not_loaded = {name for name, m in models.items() if not m["loaded"]}
     assert not_loaded == {"incident-sla", *MISSING_ON_B}, not_loaded
     for route, body in GOOD_BODIES.items():  # every endpoint of the table, whatever its model
@@ -886,7 +928,7 @@ def test_a_model_that_cannot_load_fails_only_its_own_endpoint(b, sensors):
     assert r.status_code == 200 and r.json()["model_source"] == "exported-copy"
 
 
-def test_check_drift_without_a_saved_reference_is_a_503_naming_the_model(b, sensors):
+def test_check_drift_with_an_altered_reference_is_a_503_naming_the_model(b, sensors):
     r = b.post(
         "/check_drift", {"domain": "sensors", "readings": readings_body(two_sensor_window(sensors, 24))}
     )
@@ -895,8 +937,10 @@ def test_check_drift_without_a_saved_reference_is_a_503_naming_the_model(b, sens
     assert r.status_code == 503 and r.json()["model"] == "incident-sla"
 
 
-def test_open_mode_warns_loudly(b):
+def test_open_mode_warns_loudly_and_refuses_reload(b):
     assert "NO API KEYS CONFIGURED" in b.log.read_text(errors="replace")
+    r = b.post("/models/reload", {})  # issue 16 item 5: a web page cannot reload an open service
+    assert r.status_code == 403 and "admin API key" in r.json()["error"]
 
 
 def test_no_keys_refuses_to_bind_a_public_address(servers):
