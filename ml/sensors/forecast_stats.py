@@ -93,10 +93,11 @@ class ArimaModel:
         x = _design(seconds, step_s, periods, harmonics)
         beta, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
         resid = y - x @ beta
+        recent = resid[-int(ac["fit_window"]) :]  # the errors' dynamics from recent steps: fits cost O(n)
         best = None
         with quiet_statsmodels():
             for order in ac["orders"]:
-                res = _sarimax(resid, tuple(order)).fit(disp=False, maxiter=int(ac["maxiter"]))
+                res = _sarimax(recent, tuple(order)).fit(disp=False, maxiter=int(ac["maxiter"]))
                 if np.isfinite(res.aic) and (best is None or res.aic < best[0]):
                     best = (float(res.aic), tuple(int(v) for v in order), [float(v) for v in res.params])
         if best is None:
