@@ -99,56 +99,71 @@ print(f"injected: recalibration of {RECALIBRATED} at {RECAL_AT}; {ROLLOUT_SYSTEM
 # week. Readings near an anomaly-model alarm are left out (drift is about normal operation, anomalies
 # have their own model). Reference: the first whole weeks of changes.
 #
-# The threshold is higher than 0.1 on purpose. A window holds 168 hourly, autocorrelated changes; PSI on
-# so few points has a noise floor (expected ≈ (bins − 1)·(1/n_cur + 1/n_ref) ≈ 0.09 for independent
-# points, more for correlated ones): the "max of the others" line below shows it at 0.1–0.47 in weeks
-# without any shift, so `monitoring.sensors.psi_threshold` is 0.5.
+# **The threshold is chosen on a calibration period, then judged on the weeks after it.** A window holds
+# 168 hourly, autocorrelated changes; PSI on so few points has a noise floor (expected ≈ (bins − 1)·(1/n_cur +
+# 1/n_ref) ≈ 0.09 for independent points, more for correlated ones), so the conventional 0.1 would alarm
+# every week. The first `monitoring.sensors.calibration_windows` scored weeks after the reference weeks
+# calibrate: the threshold is
+# `monitoring.calibration_margin` × the largest PSI of any sensor in them (never below
+# `monitoring.psi_threshold`). Only the weeks after them are evaluated.
 
 # %%
 sensor_table, change_reference, changes = timeline.sensor_change_drift(
     readings, sensor_as_of, scores=scores, lag=scfg["change_lag"], reference_weeks=scfg["change_reference_weeks"],
-    exclude_margin=scfg["exclude_margin"], threshold=scfg["psi_threshold"], bins=cfg["bins"],
+    exclude_margin=scfg["exclude_margin"], threshold=cfg["psi_threshold"], bins=cfg["bins"],
     min_rows=scfg["min_rows"],
 )  # fmt: skip
+reference_end = change_reference.index.max()  # windows inside the reference are scored against themselves
+sensor_calib = timeline.calibration_windows(sensor_table, scfg["calibration_windows"], after=reference_end)
+sensor_threshold = timeline.calibrated_threshold(sensor_table, scfg["calibration_windows"], after=reference_end,
+                                                 margin=cfg["calibration_margin"], floor=cfg["psi_threshold"])  # fmt: skip
+sensor_table = timeline.recut(sensor_table, sensor_threshold)
+display(Markdown(f"Calibration: the weeks starting {sensor_calib[0]:%Y-%m-%d} to {sensor_calib[1]:%Y-%m-%d}; "
+                 f"threshold {sensor_threshold:.3f}. Evaluation: every week after. The recalibration "
+                 f"({RECAL_AT}) is {'after' if pd.Timestamp(RECAL_AT) > sensor_calib[1] + pd.Timedelta('7D') else 'INSIDE'} "
+                 "the calibration period."))  # fmt: skip
 fig = charts.plot_drift_over_time(
     sensor_table, title=f"Sensors: drift of week-over-week changes per weekly batch (synthetic, {len(change_reference)} "
-    "reference hours)", threshold=scfg["psi_threshold"], injected_at=RECAL_AT, injected_label="recalibration",
+    "reference hours)", threshold=sensor_threshold, injected_at=RECAL_AT, injected_label="recalibration",
     features=RECALIBRATED,
 )  # fmt: skip
 saved = [plots.save(fig, CHARTS, "sensor_drift_over_time")]
 fig = charts.plot_psi_heatmap(sensor_table, title="Sensors: PSI of week-over-week changes, sensor x weekly batch "
-                              "(* recalibrated)", threshold=scfg["psi_threshold"], highlight=RECALIBRATED)  # fmt: skip
+                              "(* recalibrated)", threshold=sensor_threshold, highlight=RECALIBRATED)  # fmt: skip
 saved.append(plots.save(fig, CHARTS, "sensor_psi_heatmap"))
 display(timeline.drift_share(sensor_table))
 
 # %% [markdown]
-# When was drift first detected? `detected_at` is the end of the first drifted window that ends after
-# the recalibration, i.e. when that week's batch has arrived; `drifted_before` says whether the sensor
-# was flagged earlier (a false alarm).
+# When was drift first detected, on the evaluation weeks? `first_alert` is the end of the first drifted
+# window (found without knowing the recalibration date); `alert_before_shift` marks a false alarm;
+# `false_alarm_rate` is the share of a sensor's evaluation weeks before the recalibration that alerted;
+# `detected_at` is the end of the first drifted window that ends after the recalibration (when that week's
+# batch has arrived).
 
 # %%
-sensor_first = timeline.first_detection(sensor_table, injected_at=RECAL_AT)
-shown = ["feature", "first_drift_window", "psi_at_first", "drifted_before", "detected_at", "delay_days", "max_psi",
+sensor_first, sensor_alerts = timeline.alert_summary(sensor_table, RECAL_AT, after=sensor_calib[1])
+shown = ["feature", "first_alert", "alert_before_shift", "false_alarm_rate", "detected_at", "delay_days", "max_psi",
          "windows_drifted"]  # fmt: skip
 sensor_md = timeline.markdown_table(sensor_first.loc[sensor_first["windows_drifted"] > 0, shown])
 display(Markdown(sensor_md))
-before_shift = sensor_table[
-    sensor_table["window_start"] + pd.Timedelta(scfg["change_lag"]) <= pd.Timestamp(RECAL_AT)
-]
-noise_floor = float(before_shift["psi"].max())
-print(
-    f"largest PSI of any sensor in a window before the recalibration: {noise_floor:.2f} "
-    f"(threshold {scfg['psi_threshold']})"
-)
+missed = sorted(set(RECALIBRATED) - set(sensor_alerts["detected_after_shift"]))
+others = sorted(set(sensor_alerts["detected_after_shift"]) - set(RECALIBRATED))
+display(Markdown(
+    f"On the {sensor_alerts['evaluation_windows_before_shift']} evaluation weeks before the recalibration the "
+    f"false-alarm rate is **{sensor_alerts['false_alarm_rate']:.1%}** of sensor-weeks"
+    + (f" ({', '.join(sensor_alerts['features_with_false_alarms'])})" if sensor_alerts["features_with_false_alarms"] else "")
+    + f". Of the {len(RECALIBRATED)} recalibrated sensors, {len(RECALIBRATED) - len(missed)} are detected"
+    + (f"; missed: {', '.join(missed)}" if missed else "")
+    + (f". Also alerting after it: {', '.join(others)}." if others else "; no other sensor alerts after it.")
+))  # fmt: skip
+noise_floor = float(sensor_table.loc[sensor_table["window_start"] <= sensor_calib[1], "psi"].max())
 
 # %% [markdown]
-# The three recalibrated sensors are flagged in the week that contains the recalibration and in no week
-# before it; no other sensor crosses the threshold. Temperature and memory sensors move by PSI 4–6 (an
-# 8% step is many noise standard deviations for them), the CPU sensor by less than 1: its hourly noise
-# is of the same size as an 8% step, so a smaller recalibration of a CPU sensor would go unnoticed at
-# this window length. The drift shows for one week only — by design of the feature: after a week the
-# new level is the "previous week". A partial last batch (fewer than `min_rows` hours) is not scored:
-# a window of weekdays only has larger changes than a whole week and would look drifted.
+# An 8% step is many noise standard deviations for temperature and memory sensors, and about one for a
+# CPU sensor, whose hourly noise is of the same size: a smaller recalibration of a CPU sensor would go
+# unnoticed at this window length. The drift shows for one week only — by design of the feature: after a
+# week the new level is the "previous week". A partial last batch (fewer than `min_rows` hours) is not
+# scored: a window of weekdays only has larger changes than a whole week and would look drifted.
 #
 # ## Sensors: distance from the training period (what `/check_drift` reports)
 #
@@ -187,37 +202,55 @@ incident_table, incident_reference = timeline.incident_drift(
     incidents, incident_as_of, reference_until=icfg["reference_until"], threshold=cfg["psi_threshold"],
     bins=cfg["bins"], min_rows=icfg["min_rows"],
 )  # fmt: skip
+after = pd.Timestamp(icfg["reference_until"]) - pd.Timedelta("1ns")  # windows from reference_until on
+incident_calib = timeline.calibration_windows(incident_table, icfg["calibration_windows"], after=after)
+incident_threshold = timeline.calibrated_threshold(incident_table, icfg["calibration_windows"], after=after,
+                                                   margin=cfg["calibration_margin"], floor=cfg["psi_threshold"])  # fmt: skip
+incident_table = timeline.recut(incident_table, incident_threshold)
+display(Markdown(f"Calibration: the windows starting {incident_calib[0]:%Y-%m-%d} to {incident_calib[1]:%Y-%m-%d}; "
+                 f"threshold {incident_threshold:.3f} (the service's `/check_drift` keeps the conventional "
+                 f"{cfg['psi_threshold']}). Evaluation: every window after."))  # fmt: skip
 fig = charts.plot_drift_over_time(
     incident_table, title=f"Incidents: ticket-mix drift per two-week batch against tickets opened before "
-    f"{icfg['reference_until']} (synthetic)", threshold=cfg["psi_threshold"], injected_at=ROLLOUT_AT,
+    f"{icfg['reference_until']} (synthetic)", threshold=incident_threshold, injected_at=ROLLOUT_AT,
     injected_label=f"{ROLLOUT_SYSTEM} live",
 )  # fmt: skip
 saved.append(plots.save(fig, CHARTS, "incident_drift_over_time"))
 fig = charts.plot_psi_heatmap(incident_table, title="Incidents: PSI per feature x two-week batch",
-                              threshold=cfg["psi_threshold"], highlight=["cmdb_ci", "assignment_group"])  # fmt: skip
+                              threshold=incident_threshold, highlight=["cmdb_ci", "assignment_group"])  # fmt: skip
 saved.append(plots.save(fig, CHARTS, "incident_psi_heatmap"))
 incident_share = timeline.drift_share(incident_table)
 
 # %%
-incident_first = timeline.first_detection(incident_table, injected_at=ROLLOUT_AT)
-incident_sustained = timeline.first_detection(
-    incident_table, injected_at=ROLLOUT_AT, persistence=icfg["persistence"]
+incident_first, incident_alerts = timeline.alert_summary(incident_table, ROLLOUT_AT, after=incident_calib[1])
+incident_sustained, sustained_alerts = timeline.alert_summary(
+    incident_table, ROLLOUT_AT, after=incident_calib[1], persistence=icfg["persistence"]
 )
 incident_md = timeline.markdown_table(incident_first[shown])
 sustained_md = timeline.markdown_table(incident_sustained[shown])
 display(Markdown("**Any window above the threshold**\n\n" + incident_md))
 display(Markdown(f"**Sustained: {icfg['persistence']} consecutive windows**\n\n" + sustained_md))
+sus = incident_sustained.set_index("feature")
+first_sustained = sus["first_alert"].dropna().sort_values()
+display(Markdown(
+    f"On the {incident_alerts['evaluation_windows_before_shift']} evaluation windows before the rollout, the "
+    f"false-alarm rate is **{incident_alerts['false_alarm_rate']:.1%}** of feature-windows for any window above the "
+    f"threshold and **{sustained_alerts['false_alarm_rate']:.1%}** for sustained alerts. "
+    + (f"The monitor's first sustained alert is `{first_sustained.index[0]}` at {first_sustained.iloc[0]:%Y-%m-%d}, "
+       f"{'before' if first_sustained.iloc[0] <= pd.Timestamp(ROLLOUT_AT) else 'after'} the rollout ({ROLLOUT_AT}); "
+       if len(first_sustained) else "No sustained alert at all; ")
+    + "detected after the rollout (sustained): "
+    + (", ".join(f"`{f}` at {sus.loc[f, 'detected_at']:%Y-%m-%d}" for f in sustained_alerts["detected_after_shift"])
+       or "nothing") + "."
+))  # fmt: skip
 
 # %% [markdown]
-# The rollout is unmistakable: from the batch that contains 1 October, `cmdb_ci` and `assignment_group`
-# sit at PSI ≈ 1 (a new system and a new group take ~13% of tickets) and stay there; `subcategory` and
-# `category` move less (the new system's tickets are mostly familiar "Software" subcategories). Text
-# length, arrival hour, priority, contact type and location do not move.
-#
-# The monitor is **not quiet before the rollout**, and it should not be: recurring root causes come in
-# **bursts** (an expired VPN certificate, a full tablespace, ...) that put a hundred similar tickets in
-# one batch, so the mix does shift for two weeks. Requiring drift in two consecutive windows
-# (`persistence`) suppresses most bursts and keeps the rollout, at the cost of two weeks of delay.
+# What to expect: the rollout puts a new system and a new group on ~13% of new tickets, so `cmdb_ci` and
+# `assignment_group` should alert from the batch that contains it; text length, arrival hour, priority,
+# contact type and location should not move. The monitor is **not quiet before it**, and it should not
+# be: recurring root causes come in **bursts** (an expired VPN certificate, a full tablespace, ...) that
+# put a hundred similar tickets in one batch. Requiring drift in consecutive windows (`persistence`)
+# suppresses short bursts at the cost of a window of delay; the rates above say how well.
 #
 # ## Evidently reports: reference vs the period after each shift
 #
@@ -381,9 +414,9 @@ else:
 
 # %%
 first_md = (f"# When drift was first detected\n\nGenerated by notebooks/09_drift_monitoring (synthetic data"
-            f"{', SMOKE' if SMOKE else ''}).\n\n## Sensors: week-over-week change, PSI > {scfg['psi_threshold']} "
+            f"{', SMOKE' if SMOKE else ''}).\n\n## Sensors: week-over-week change, PSI > {sensor_threshold:.3f} "
             f"(recalibration of {', '.join(RECALIBRATED)} at {RECAL_AT})\n\n{sensor_md}\n\n## Incidents: ticket mix, "
-            f"PSI > {cfg['psi_threshold']} ({ROLLOUT_SYSTEM} live at {ROLLOUT_AT})\n\nAny window:\n\n{incident_md}\n\n"
+            f"PSI > {incident_threshold:.3f} ({ROLLOUT_SYSTEM} live at {ROLLOUT_AT})\n\nAny window:\n\n{incident_md}\n\n"
             f"{icfg['persistence']} consecutive windows:\n\n{sustained_md}\n")  # fmt: skip
 (CHARTS / "first_detection.md").write_text(first_md)
 write_csv(sensor_table, CHARTS / "sensor_psi_by_window.csv", index=False, float_format="%.4f")
@@ -396,17 +429,24 @@ inc_any, inc_sus = incident_first.set_index("feature"), incident_sustained.set_i
 record = {
     "smoke": SMOKE,
     "sensors": {
-        "recalibration_at": RECAL_AT, "recalibrated": RECALIBRATED, "psi_threshold": scfg["psi_threshold"],
+        "recalibration_at": RECAL_AT, "recalibrated": RECALIBRATED, "psi_threshold": sensor_threshold,
+        "calibration_windows": [str(sensor_calib[0]), str(sensor_calib[1])],
         "detected": {s: {"detected_at": str(detected.loc[s, "detected_at"]), "delay_days": detected.loc[s, "delay_days"],
-                         "psi": detected.loc[s, "psi_after"], "drifted_before": bool(detected.loc[s, "drifted_before"])}
+                         "psi": detected.loc[s, "psi_after"], "alert_before_shift": bool(detected.loc[s, "alert_before_shift"])}
                      for s in RECALIBRATED if s in detected.index},
-        "other_sensors_flagged": sorted(set(sensor_table.loc[sensor_table["drifted"], "feature"]) - set(RECALIBRATED)),
-        "max_psi_before_recalibration": noise_floor,
+        "other_sensors_alerting_after": others,
+        "false_alarm_rate_before_recalibration": sensor_alerts["false_alarm_rate"],
+        "max_psi_in_calibration": noise_floor,
         "level_share_drifted_first_window": float(level_share["share_drifted"].iloc[0]),
         "level_share_drifted_max": float(level_share["share_drifted"].max()),
     },
     "incidents": {
-        "rollout_at": ROLLOUT_AT, "psi_threshold": cfg["psi_threshold"],
+        "rollout_at": ROLLOUT_AT, "psi_threshold": incident_threshold,
+        "calibration_windows": [str(incident_calib[0]), str(incident_calib[1])],
+        "false_alarm_rate_before_rollout": incident_alerts["false_alarm_rate"],
+        "false_alarm_rate_before_rollout_sustained": sustained_alerts["false_alarm_rate"],
+        "first_sustained_alert": ({"feature": first_sustained.index[0], "at": str(first_sustained.iloc[0])}
+                                  if len(first_sustained) else None),
         "detected_at": {f: str(inc_any.loc[f, "detected_at"]) for f in ("cmdb_ci", "assignment_group")},
         "detected_at_sustained": {f: str(inc_sus.loc[f, "detected_at"]) for f in ("cmdb_ci", "assignment_group")},
         "psi_after_rollout_median": incident_table[incident_table["window_start"] >= pd.Timestamp(ROLLOUT_AT)]

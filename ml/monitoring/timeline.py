@@ -206,6 +206,82 @@ def first_detection(
     return out.reset_index(drop=True)
 
 
+def calibration_windows(table: pd.DataFrame, n: int, after: Any = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(first, last) start of the first `n` scored windows of a `drift_over_time` table that start after
+    `after` (the end of the reference: a window inside it is scored against itself): the calibration period
+    a threshold is chosen on. The windows after it are the evaluation period."""
+    starts = pd.DatetimeIndex(sorted(table.loc[table["psi"].notna(), "window_start"].unique()))
+    if after is not None:
+        starts = starts[starts > pd.Timestamp(after)]
+    if not 1 <= n < len(starts):
+        raise ValueError(
+            f"calibration needs 1 to {len(starts) - 1} of the {len(starts)} scored windows, got {n}"
+        )
+    return starts[0], starts[n - 1]
+
+
+def calibrated_threshold(
+    table: pd.DataFrame, n_windows: int, *, margin: float, floor: float, after: Any = None
+) -> float:
+    """A PSI threshold chosen on the calibration windows only (`calibration_windows`): `margin` times the
+    largest PSI of any feature in them (the noise floor of windows this size), never below `floor`."""
+    first, last = calibration_windows(table, n_windows, after)
+    calib = table.loc[table["window_start"].between(first, last), "psi"].dropna()
+    return float(max(floor, margin * calib.max()))
+
+
+def recut(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The table with `drifted` and `share_drifted` re-cut at another threshold."""
+    out = table.assign(drifted=(table["psi"] > threshold).to_numpy())
+    share = out.groupby("window_start")["drifted"].transform("mean")
+    return out.assign(share_drifted=share.where(out["psi"].notna()))
+
+
+def alert_summary(
+    table: pd.DataFrame,
+    shift_at: Any,
+    *,
+    after: Any,
+    persistence: int = 1,
+    window: str | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """How the monitor did on the evaluation windows (starting after `after`), per feature and overall.
+
+    An alert is a drifted window (with `persistence` k: drifted in it and the k - 1 windows before). The
+    first alert is found without knowing `shift_at`; then: `alert_before_shift` (a false alarm, or a change
+    nobody injected), the false-alarm rate (alerting windows / windows that end before the shift),
+    `detected_at` (the end of the first alerting window that ends after the shift) and its delay in days.
+    Overall: the false-alarm rate over every feature and the features alerting after the shift.
+    """
+    data = table[table["window_start"] > pd.Timestamp(after)]
+    first = first_detection(data, injected_at=shift_at, window=window, persistence=persistence)
+    span = pd.Timedelta(window) if window is not None else pd.Series(
+        sorted(table["window_start"].unique())).diff().median()  # fmt: skip
+    flag = data.sort_values(["feature", "window_start"], kind="stable")
+    alert = flag["drifted"].astype(float)
+    if persistence > 1:
+        alert = alert.groupby(flag["feature"]).transform(
+            lambda f: f.rolling(persistence, min_periods=persistence).min()
+        )
+    flag = flag.assign(
+        _alert=alert.fillna(0.0).astype(bool), _before=flag["window_start"] + span <= pd.Timestamp(shift_at)
+    )
+    before = flag[flag["_before"] & flag["psi"].notna()]
+    per = before.groupby("feature")["_alert"].agg(["sum", "size"])
+    first = first.assign(
+        first_alert=first["first_drift_window"] + span,
+        alert_before_shift=first["drifted_before"],
+        false_alarm_rate=first["feature"].map(per["sum"] / per["size"]).fillna(0.0).to_numpy(),
+    )
+    overall = {
+        "evaluation_windows_before_shift": int(before["window_start"].nunique()),
+        "false_alarm_rate": float(before["_alert"].mean()) if len(before) else 0.0,
+        "features_with_false_alarms": sorted(first.loc[first["alert_before_shift"], "feature"]),
+        "detected_after_shift": sorted(first.loc[first["detected_at"].notna(), "feature"]),
+    }
+    return first, overall
+
+
 def sensor_change_drift(
     readings: pd.DataFrame,
     as_ofs: Sequence[Any],

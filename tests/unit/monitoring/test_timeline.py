@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,7 @@ def test_sensor_recalibration_is_detected_and_a_normal_week_is_not(seed):
     changes = timeline.sensor_changes(readings, "7D")
     weeks = dict(timeline.time_windows(changes, "7D", start="2024-01-08"))
     reference = pd.concat([weeks[pd.Timestamp("2024-01-08")], weeks[pd.Timestamp("2024-01-15")]])
-    threshold = 0.5  # params: monitoring.sensors.psi_threshold
+    threshold = 0.5  # a fixed threshold here; notebook 09 calibrates its own on the first weeks
     normal = drift.psi_table(reference, weeks[pd.Timestamp("2024-01-22")], threshold, dropna=True)
     after = drift.psi_table(reference, weeks[pd.Timestamp("2024-01-29")], threshold, dropna=True)
     assert not normal["drifted"].any(), normal
@@ -74,3 +75,44 @@ def test_rolling_performance_tracks_a_model_that_degrades():
         reg, time="t", score="pred", label="y", kind="regression", lower="lo", upper="hi"
     )
     assert perf["coverage"].between(0.9, 1.0).all() and perf["mae"].between(0.6, 1.0).all()
+
+
+def hand_table(psi_by_feature: dict[str, list[float]], start: str = "2024-01-01") -> pd.DataFrame:
+    """A drift_over_time-shaped table: one weekly window per PSI value."""
+    rows = []
+    for feature, values in psi_by_feature.items():
+        for i, psi in enumerate(values):
+            rows.append({"window_start": pd.Timestamp(start) + pd.Timedelta(weeks=i), "feature": feature,
+                         "psi": psi, "drifted": False, "kind": "numeric", "n_rows": 168, "share_drifted": 0.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_threshold_comes_from_the_calibration_windows_only():
+    table = hand_table({"a": [0.2, 0.4, 0.1, 9.0], "b": [0.3, 0.1, 0.2, 0.1]})
+    assert timeline.calibration_windows(table, 2) == (pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-08"))
+    assert (
+        timeline.calibrated_threshold(table, 2, margin=1.25, floor=0.1) == 0.5
+    )  # 1.25 x 0.4, the 9.0 unseen
+    assert timeline.calibrated_threshold(table, 2, margin=1.25, floor=0.6) == 0.6
+    with pytest.raises(ValueError, match="calibration needs"):
+        timeline.calibration_windows(table, 4)
+
+
+def test_alerts_are_judged_after_calibration_with_false_alarms_as_a_rate():
+    # weeks 0-1 calibrate; the shift lands in the window starting 2024-02-05 (week 5)
+    table = timeline.recut(
+        hand_table({"a": [0.1, 0.1, 0.9, 0.1, 0.1, 2.0, 2.0], "b": [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]}), 0.5
+    )
+    first, overall = timeline.alert_summary(table, "2024-02-07", after="2024-01-08")
+    a = first.set_index("feature").loc["a"]
+    assert a["alert_before_shift"] and a["first_alert"] == pd.Timestamp(
+        "2024-01-22"
+    )  # found without the date
+    assert a["false_alarm_rate"] == pytest.approx(1 / 3) and a["detected_at"] == pd.Timestamp("2024-02-12")
+    assert overall["evaluation_windows_before_shift"] == 3 and overall["false_alarm_rate"] == pytest.approx(
+        1 / 6
+    )
+    assert overall["detected_after_shift"] == ["a"] and overall["features_with_false_alarms"] == ["a"]
+    sustained, quiet = timeline.alert_summary(table, "2024-02-07", after="2024-01-08", persistence=2)
+    assert quiet["false_alarm_rate"] == 0.0  # the one-week burst is not sustained
+    assert sustained.set_index("feature").loc["a", "detected_at"] == pd.Timestamp("2024-02-19")
