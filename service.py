@@ -13,18 +13,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import anyio  # noqa: E402
 import bentoml  # noqa: E402
 
-from ml.serving import guard, metrics_labels, settings
+from ml.serving import broadcast, guard, metrics_labels, settings
 from ml.serving import schemas as S
 from ml.serving.bento import RegistryModel
 from ml.serving.runtime import Runtime, attach_logging
 
 CFG = settings.get()
 metrics_labels.install()  # before BentoML builds the app: unknown paths share one metrics label
+if bentoml.server_context.worker_index is None:  # the serving process (not a worker): a fresh reload log
+    broadcast.new_log()
 
 
 @bentoml.service(
     name="opslab",
-    workers=1,  # one process: a reload swaps models for every request at once (see docs/serving.md)
+    workers=settings.worker_count(CFG),  # default one per core; reloads reach all (ml/serving/broadcast.py)
     threads=CFG.threads,
     traffic={"timeout": 60},
     http={"host": "127.0.0.1", "port": 3000},  # loopback unless told otherwise (and then keys are required)
@@ -48,6 +50,7 @@ class OpsLab:
         if not guard.KeyRing.from_env().enabled:
             guard.warn_open(guard.bound_host() or "this address")
         self.runtime = Runtime(CFG)
+        self.runtime.follow()  # /models/reload in any worker reaches every worker
         self.runtime.start()  # loads in the background; /readyz waits for the required models
 
     @bentoml.on_deployment
@@ -122,7 +125,7 @@ class OpsLab:
     @bentoml.api(route="/models/reload")
     async def reload(self, request: S.ReloadRequest, /) -> S.ReloadResponse:
         """(admin) Re-resolve aliases / apply source overrides and swap changed models without a restart."""
-        results = await anyio.to_thread.run_sync(self.runtime.reload, request.models, request.uris)
+        results = await anyio.to_thread.run_sync(self.runtime.reload_everywhere, request.models, request.uris)
         return S.ReloadResponse(results=results, models=self.runtime.models_info())
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
-from ml.serving import loading, schemas, settings
+from ml.serving import broadcast, fast, loading, schemas, settings
 from ml.serving.predict import ClientError
 from ml.serving.table import ENDPOINTS, LOADERS, MODELS, Endpoint, ModelSpec
 
@@ -83,6 +83,14 @@ class Runtime:
         self._reload_lock = threading.Lock()
         self.started_at = time.time()
         self.initial_load_done = threading.Event()
+        self.follower: broadcast.Follower | None = None
+
+    def follow(self, path=None) -> None:
+        """Share reloads with the other workers through the reload log (ml/serving/broadcast.py); call
+        before `start`: the reloads logged so far (a late worker) are applied before the first load."""
+        self.follower = broadcast.Follower(self.reload, path)
+        for name, uri in self.follower.overrides().items():
+            self._overrides[name] = uri if uri else CLEARED
 
     # --- loading ---------------------------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -107,6 +115,8 @@ class Runtime:
                     self._refresh_guarded(name)
         finally:
             self.initial_load_done.set()
+            if self.follower is not None:
+                self.follower.start()
             log.info(
                 "opslab: initial model load done in %.1fs: %s", time.time() - self.started_at, self.summary()
             )
@@ -144,7 +154,7 @@ class Runtime:
                 before,
             )
         seconds = time.perf_counter() - t0
-        extras: dict[str, Any] = {}
+        extras: dict[str, Any] = {"fast": fast.compile_model(name, model) if self.cfg.fast_path else None}
         if spec.drift_domain:
             try:
                 extras["reference"], extras["reference_note"] = loading.load_reference(source)
@@ -191,6 +201,13 @@ class Runtime:
             targets = list(names) if names else list(self.models)
             targets += [n for n in (uris or {}) if n not in targets]
             return [self._refresh_guarded(n) if n in self.models else self._unknown(n) for n in targets]
+
+    def reload_everywhere(self, names=None, uris=None) -> list[dict]:
+        """`reload` here, then logged for every other worker to replay (within POLL_SECONDS + load time)."""
+        results = self.reload(names, uris)
+        if self.follower is not None:
+            self.follower.publish(names, uris)
+        return results
 
     def _refresh_guarded(self, name: str) -> dict:
         """`_refresh`, with any error it did not expect failing this model only (never the loader thread,

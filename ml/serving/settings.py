@@ -18,6 +18,7 @@ ENV_API_KEYS_FILE = "OPSLAB_API_KEYS_FILE"
 ENV_REQUIRED = "OPSLAB_REQUIRED_MODELS"
 ENV_URI_PREFIX = "OPSLAB_MODEL_URI_"
 ENV_ALLOWED_HOSTS = "OPSLAB_ALLOWED_HOSTS"
+ENV_WORKERS = "OPSLAB_WORKERS"
 RATE_LIMIT_SCOPES = ("predict", "admin")
 
 
@@ -36,6 +37,8 @@ class Settings:
     max_drift_grid: int
     allowed_hosts: tuple[str, ...]
     rate_limits: tuple[tuple[str, str], ...]  # (scope, "N/period") pairs; a scope not listed is not limited
+    fast_path: bool = True  # compiled request paths (ml/serving/fast/); false: the fitted objects only
+    workers: int = 0  # worker processes; 0: one per CPU core (env OPSLAB_WORKERS)
 
 
 @lru_cache(maxsize=1)
@@ -71,7 +74,19 @@ def get() -> Settings:
         max_drift_grid=int(p["max_drift_grid"]),
         allowed_hosts=tuple(h.lower() for h in hosts),
         rate_limits=tuple((scope, str(text)) for scope, text in limits.items() if text),
+        fast_path=bool(p.get("fast_path", True)),
+        workers=int(os.environ.get(ENV_WORKERS) or p.get("workers") or 0),
     )
+
+
+def worker_count(cfg: Settings) -> int:
+    """Worker processes of the service: `serving.workers` (env OPSLAB_WORKERS), 0 = one per usable core."""
+    if cfg.workers > 0:
+        return cfg.workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
 
 
 def uri_env_var(model_name: str) -> str:

@@ -21,6 +21,7 @@ from ml import registry
 from ml.incidents import system_team, triage
 from ml.serving import predict, schemas
 from ml.serving.accel import accelerate
+from ml.serving.fast import endpoints as fast
 
 
 # --- loaders: (model dir, expected sha256) -> model object; each verifies the bytes before deserialising
@@ -130,7 +131,7 @@ ENDPOINTS: dict[str, Endpoint] = {
             "sensor-anomaly",
             schemas.DetectAnomalyRequest,
             schemas.DetectAnomalyResponse,
-            lambda model, req, loaded, cfg: predict.detect_anomaly(model, req),
+            lambda model, req, loaded, cfg: fast.detect_anomaly(loaded.extras.get("fast"), model, req),
         ),
         Endpoint(
             "/forecast",
@@ -166,14 +167,18 @@ ENDPOINTS: dict[str, Endpoint] = {
             "incident-triage",
             schemas.TopKRequest,
             schemas.TriageResponse,
-            lambda model, req, loaded, cfg: predict.classify_heads(model, req, TRIAGE_HEADS),
+            lambda model, req, loaded, cfg: fast.classify_heads(
+                loaded.extras.get("fast"), model, req, TRIAGE_HEADS
+            ),
         ),
         Endpoint(
             "/system_team",
             "incident-system-team",
             schemas.TopKRequest,
             schemas.SystemTeamResponse,
-            lambda model, req, loaded, cfg: predict.classify_heads(model, req, SYSTEM_TEAM_HEADS),
+            lambda model, req, loaded, cfg: fast.classify_heads(
+                loaded.extras.get("fast"), model, req, SYSTEM_TEAM_HEADS
+            ),
         ),
         Endpoint(
             "/similar_incidents",
@@ -198,8 +203,8 @@ DRIFT_MODELS = {spec.drift_domain: spec.name for spec in MODELS.values() if spec
 
 def _sla(model, req, loaded, cfg) -> dict:
     threshold, source = predict.sla_threshold(loaded.source.metrics, cfg.sla_threshold)
-    return {"threshold": threshold, "threshold_source": source} | predict.predict_sla(
-        model, req, threshold=threshold
+    return {"threshold": threshold, "threshold_source": source} | fast.predict_sla(
+        loaded.extras.get("fast"), model, req, threshold=threshold
     )
 
 
