@@ -27,9 +27,22 @@ def load_gold(gold_dir: str | Path, table: str, smoke_incidents: int | None = No
     return frame.head(int(smoke_incidents)) if smoke_incidents else frame
 
 
+# Open-time fields the silver table does not carry but an event log may: who opened the ticket. Every
+# event holds the same (final) value; a log without the column simply has no such feature.
+EXTRA_OPEN_TIME = ("opened_by",)
+
+
 def load_event_log(path: str | Path, max_incidents: int | None = None) -> pd.DataFrame:
-    """A ServiceNow event-log CSV collapsed to one row per incident (`ml.data.sources`), with the group load."""
-    incidents = sources.load_incident_event_log(path)
+    """A ServiceNow event-log CSV collapsed to one row per incident (`ml.data.sources`), with the group
+    load and the `EXTRA_OPEN_TIME` columns the log has (from each incident's first event)."""
+    events = sources.read_incident_event_log(path)
+    incidents = sources.collapse_event_log(events)
+    extra = [c for c in EXTRA_OPEN_TIME if c in events.columns]
+    if extra:
+        first = events.sort_values(["number", *sources.EVENT_ORDER], kind="stable", na_position="last")
+        first = first.drop_duplicates("number", keep="first").set_index("number")
+        for col in extra:
+            incidents[col] = incidents["number"].map(first[col]).astype(object)
     incidents = sort_by_time(incidents).reset_index(drop=True)
     if max_incidents:
         incidents = incidents.head(int(max_incidents))

@@ -37,6 +37,20 @@ def sort_by_time(incidents: pd.DataFrame) -> pd.DataFrame:
     return incidents.sort_values(keys, kind="stable")
 
 
+def count_cutoff(incidents: pd.DataFrame, test_fraction: float = 0.2) -> pd.Timestamp:
+    """The opening time that splits incidents BY COUNT: the earliest (1 - test_fraction) of them train.
+
+    Incidents opened at the same time as the cut-off all go to the test side (`time_split` keeps
+    `opened_at < cutoff` for training), so the training side may be a few incidents short of the share."""
+    if not 0 < float(test_fraction) < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    opened = pd.to_datetime(incidents["opened_at"]).sort_values(kind="stable").reset_index(drop=True)
+    n_train = int(len(opened) * (1.0 - float(test_fraction)))
+    if not 0 < n_train < len(opened):
+        raise ValueError(f"{len(opened)} incidents are too few to hold out {test_fraction:.0%}")
+    return pd.Timestamp(opened.iloc[n_train])
+
+
 def time_split(
     incidents: pd.DataFrame, test_fraction: float | None = 0.2, cutoff=None, *, closed_only: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -25,6 +25,7 @@ import mlflow
 
 from ml import registry
 from ml.config import ROOT
+from ml.incidents import evaluate
 
 # What each model is for, what it is not for, and where it is known to be weak (from the notebooks).
 INTENT: dict[str, dict[str, Any]] = {
@@ -129,6 +130,26 @@ INTENT: dict[str, dict[str, Any]] = {
         ],
         "primary": ["cmdb_ci_accuracy_when_covered", "cmdb_ci_coverage", "owning_team_accuracy_when_covered"],
     },
+    "archive-forecast": {
+        "title": "Archive volume and storage-savings forecast (gradient boosting over the seasonal naive)",
+        "notebook": "10_archive_forecast",
+        "intended_use": "Plan archive capacity: GB each source will archive and GB archiving will save over the "
+        "next week and the next 30 days, with 80% intervals, from at least 92 days of its daily history.",
+        "not_for": "Sources with less history than the longest feature window; horizons other than the trained "
+        "ones; billing (the intervals are 80%, so one period in five falls outside).",
+        "failure_cases": [
+            "A policy change (shorter retention, a migration) is seen only after it happens: the first weeks "
+            "after it are under-forecast, and the backlog surge is larger than any interval.",
+            "Savings assume the file-type ratios of training: a new kind of content (e.g. encrypted files) "
+            "saves less than forecast.",
+            "Intervals are conformal on pooled residuals: wider than needed for steady sources, narrower for lumpy ones.",
+        ],
+        "primary": [
+            "holdout_mae_margin_vs_seasonal_naive_min",
+            "holdout_mae_margin_vs_linear_min",
+            "holdout_cov80_error_pts_max",
+        ],
+    },
 }
 
 
@@ -193,7 +214,29 @@ def anomaly_result_sentences(metrics_dir: Path | None = None) -> list[str]:
     return out
 
 
-RESULT_SENTENCES = {"sensor-anomaly": anomaly_result_sentences}
+def incident_result_sentences(section: str, metrics_dir: Path | None = None) -> list[str]:
+    """Card sentences with the whole real UCI log's results (`metrics/uci_full.json`, written by
+    `python -m ml.incidents evaluate`): the model beside its plain-HGB baseline, and where it loses."""
+    result = evaluate.load_result(Path(metrics_dir or ROOT / "metrics") / "uci_full.json")
+    if result is None or section not in result:
+        return []
+    key, _ = evaluate.HEADLINES[section]
+    rows = result[section]
+    shown = ", ".join(f"{n} {r[key]:.3f}" for n, r in rows.items() if r.get(key) is not None)
+    return [
+        f"Real log {Path(str(result['event_log'])).name} ({result['incidents']} incidents, split by "
+        f"{result['split']['by']} at {result['split']['cutoff']}), {key}: {shown}. The evaluated `model` adds "
+        "causal history features to this card's inputs (`python -m ml.incidents evaluate`).",
+        evaluate.losses_sentence(result, section),
+    ]
+
+
+RESULT_SENTENCES = {
+    "sensor-anomaly": anomaly_result_sentences,
+    "incident-sla": lambda: incident_result_sentences("sla"),
+    "incident-ttr": lambda: incident_result_sentences("ttr"),
+    "incident-triage": lambda: incident_result_sentences("group"),
+}
 
 
 def model_card(name: str, client=None) -> dict[str, Any] | None:

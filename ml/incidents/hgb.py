@@ -1,0 +1,266 @@
+"""Gradient boosting with native categoricals on open-time incident fields (plus history, when given).
+
+`OpenTimeFrame` turns raw incident records into the frame a `HistGradientBoosting*` reads: each
+categorical column as an integer code (its `max_categories` most frequent training values; rarer,
+unseen and missing values are NaN, which the trees route on their own), the levels (impact, urgency,
+priority), the hour and weekday of opening, and the numeric history / workload columns and routing
+columns of `ml.incidents.history` when the records carry them (absent at predict time: NaN, "no history").
+Only open-time fields are read (`OPEN_TIME_FIELDS`); asking for anything else raises.
+
+Three models share it, each one sklearn object from records to predictions:
+- `BreachClassifier`: P(SLA breach);
+- `QuantileHours`: hours to resolution at several quantiles (log1p target, split-conformal shifts from
+  the latest training slice);
+- `GroupClassifier`: the initial assignment group with a ranked top-k.
+With `history=False, calendar=False` and the plain categorical columns they are the "plain HGB" baseline.
+`half_life_days` weights training incidents by recency (the newest count most), for logs whose regime
+shifts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+from ml.data import schemas
+from ml.incidents.history import history_columns, routing_columns
+
+# Open-time fields a model may read: the silver schema's, plus who opened the ticket when a log has it.
+OPEN_TIME_FIELDS = frozenset(schemas.OPEN_TIME_COLUMNS) | {"opened_by"}
+LEVELS = ("impact", "urgency", "priority")
+
+
+class OpenTimeFrame(TransformerMixin, BaseEstimator):
+    """Incident records -> float frame for HGB: categorical codes, levels, calendar, history columns."""
+
+    def __init__(
+        self, categorical_columns=(), calendar=True, history=True, max_categories=250, routing=False
+    ):
+        self.categorical_columns = categorical_columns
+        self.calendar = calendar
+        self.history = history
+        self.max_categories = max_categories
+        self.routing = routing
+
+    def fit(self, X: pd.DataFrame, y=None):
+        bad = [c for c in self.categorical_columns if c not in OPEN_TIME_FIELDS]
+        if bad:
+            raise ValueError(f"categorical_columns: {bad[0]!r} is not an open-time field")
+        if "opened_at" not in X:
+            raise ValueError("incident records lack column 'opened_at'")
+        cats = [c for c in self.categorical_columns if c in X.columns]
+        self.history_ = history_columns(X) if self.history else []
+        routing = routing_columns(X) if self.history and self.routing else []
+        self.vocab_ = {c: self._vocab(X[c]) for c in [*cats, *routing]}
+        self.feature_names_out_ = [*self.vocab_, *LEVELS, *(["open_hour", "open_weekday"] if self.calendar else []),
+                                   *self.history_]  # fmt: skip
+        self.categorical_mask_ = [c in self.vocab_ for c in self.feature_names_out_]
+        return self
+
+    def _vocab(self, values: pd.Series) -> dict:
+        counts = values.dropna().astype(str).value_counts()
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        return {v: i for i, v in enumerate(counts.index[: int(self.max_categories)])}
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        n = len(X)
+        out = {}
+        for c, vocab in self.vocab_.items():
+            if c in X:
+                values = X[c].to_numpy(dtype=object)
+                out[c] = np.array(
+                    [np.nan if v is None or v != v else vocab.get(str(v), np.nan) for v in values]
+                )
+            else:
+                out[c] = np.full(n, np.nan)
+        for c in LEVELS:
+            out[c] = (
+                pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) if c in X else np.full(n, np.nan)
+            )
+        if self.calendar:
+            when = pd.to_datetime(X["opened_at"])
+            out["open_hour"] = (when.dt.hour + when.dt.minute / 60.0).to_numpy(dtype=float)
+            out["open_weekday"] = when.dt.weekday.to_numpy(dtype=float)
+        for c in self.history_:
+            out[c] = X[c].to_numpy(dtype=float) if c in X else np.full(n, np.nan)
+        return pd.DataFrame(out, index=X.index)[self.feature_names_out_]
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+
+def recency_weights(opened_at: pd.Series, half_life_days: float | None) -> np.ndarray | None:
+    """Weight 1 for the newest training incident, halving every `half_life_days` back (None: no weights)."""
+    if not half_life_days:
+        return None
+    t = pd.to_datetime(opened_at)
+    age = (t.max() - t).dt.total_seconds().to_numpy() / 86400.0
+    return np.power(0.5, age / float(half_life_days))
+
+
+def _hgb_kwargs(est) -> dict:
+    return {
+        "max_iter": est.max_iter,
+        "learning_rate": est.learning_rate,
+        "max_leaf_nodes": est.max_leaf_nodes,
+        "min_samples_leaf": est.min_samples_leaf,
+        "l2_regularization": est.l2_regularization,
+        "early_stopping": False,  # its validation split would be random; the iteration count is a param
+        "random_state": est.random_state,
+    }
+
+
+class _OpenTimeHGB(BaseEstimator):
+    """Common parameters: the frame's and the trees'."""
+
+    _routing = False  # read the routing-history columns (only the group model: they name groups)
+
+    def __init__(
+        self,
+        categorical_columns=(),
+        calendar=True,
+        history=True,
+        max_categories=250,
+        half_life_days=None,
+        max_iter=200,
+        learning_rate=0.05,
+        max_leaf_nodes=31,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        random_state=0,
+    ):
+        self.categorical_columns = categorical_columns
+        self.calendar = calendar
+        self.history = history
+        self.max_categories = max_categories
+        self.half_life_days = half_life_days
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.random_state = random_state
+
+    def _frame(self, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
+        self.frame_ = OpenTimeFrame(
+            self.categorical_columns, self.calendar, self.history, self.max_categories, self._routing
+        )
+        F = self.frame_.fit(X).transform(X)
+        return F, recency_weights(X["opened_at"], self.half_life_days)
+
+
+class BreachClassifier(ClassifierMixin, _OpenTimeHGB):
+    """P(SLA breach) from open-time fields (and history): y is 0/1."""
+
+    def fit(self, X: pd.DataFrame, y):
+        F, w = self._frame(X)
+        clf = HistGradientBoostingClassifier(
+            categorical_features=self.frame_.categorical_mask_, **_hgb_kwargs(self)
+        )
+        self.model_ = clf.fit(F, np.asarray(y, dtype=int), sample_weight=w)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model_.predict_proba(self.frame_.transform(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model_.predict(self.frame_.transform(X))
+
+
+class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
+    """The initial assignment group (multiclass) with a ranked top-k; y is the label per record."""
+
+    _routing = True
+
+    def fit(self, X: pd.DataFrame, y):
+        F, w = self._frame(X)
+        clf = HistGradientBoostingClassifier(
+            categorical_features=self.frame_.categorical_mask_, **_hgb_kwargs(self)
+        )
+        self.model_ = clf.fit(F, np.asarray(y, dtype=object).astype(str), sample_weight=w)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model_.predict_proba(self.frame_.transform(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def ranked(self, X: pd.DataFrame, k: int = 3) -> list[list[str]]:
+        """The k most likely groups per record, best first."""
+        P = self.predict_proba(X)
+        top = np.argsort(-P, axis=1, kind="stable")[:, :k]
+        return [list(self.classes_[row]) for row in top]
+
+
+class QuantileHours(RegressorMixin, _OpenTimeHGB):
+    """Hours to resolution at `quantiles` (log1p target); the latest `calibration_fraction` of the rows
+    (pass them in time order) shifts each level by the level-quantile of its residuals (split conformal),
+    then the trees are refitted on all rows with those shifts (`refit`)."""
+
+    def __init__(
+        self,
+        categorical_columns=(),
+        calendar=True,
+        history=True,
+        max_categories=250,
+        half_life_days=None,
+        max_iter=200,
+        learning_rate=0.05,
+        max_leaf_nodes=31,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        random_state=0,
+        quantiles=(0.1, 0.5, 0.9),
+        calibration_fraction=0.2,
+        refit=True,
+    ):
+        super().__init__(
+            categorical_columns, calendar, history, max_categories, half_life_days, max_iter,
+            learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization, random_state,
+        )  # fmt: skip
+        self.quantiles = quantiles
+        self.calibration_fraction = calibration_fraction
+        self.refit = refit
+
+    def _fit_levels(self, F, z, w) -> list:
+        mask = self.frame_.categorical_mask_
+        return [
+            HistGradientBoostingRegressor(
+                loss="quantile", quantile=float(q), categorical_features=mask, **_hgb_kwargs(self)
+            ).fit(F, z, sample_weight=w)
+            for q in self.quantiles
+        ]
+
+    def fit(self, X: pd.DataFrame, y):
+        F, w = self._frame(X)
+        z = np.log1p(np.asarray(y, dtype=float))
+        n_cal = int(len(z) * float(self.calibration_fraction))
+        self.shifts_ = np.zeros(len(self.quantiles))
+        if n_cal >= 50:
+            head = slice(0, len(z) - n_cal)
+            wh = None if w is None else w[head] / w[head].max()
+            models = self._fit_levels(F.iloc[head], z[head], wh)
+            resid = z[-n_cal:, None] - np.column_stack([m.predict(F.iloc[-n_cal:]) for m in models])
+            self.shifts_ = np.array([np.quantile(resid[:, i], q) for i, q in enumerate(self.quantiles)])
+            if not self.refit:
+                self.estimators_ = models
+                return self
+        self.estimators_ = self._fit_levels(F, z, w)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        F = self.frame_.transform(X)
+        z = np.column_stack([m.predict(F) for m in self.estimators_]) + self.shifts_
+        return np.maximum(np.expm1(np.sort(z, axis=1)), 0.0)
+
+
+def categorical_columns(columns: Sequence[str], exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """The configured categorical columns without the target ones."""
+    return tuple(c for c in columns if c not in set(exclude))
