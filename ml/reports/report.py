@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ml.config import METRICS, ROOT
-from ml.reports import model_cards
+from ml.reports import model_cards, summary
 from ml.reports.notebooks import render_html
 
 STYLE = (
@@ -46,6 +46,7 @@ def build_index(
     metrics_dir: Path = METRICS,
     cards: list[Path] = (),
     extra: list[tuple[str, Path]] = (),
+    models: list[dict] = (),
 ) -> Path:
     """A plain static index: rendered notebooks, model cards, other reports, charts per stage, and the
     DVC metrics as tables."""
@@ -55,8 +56,18 @@ def build_index(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>opslab reports</title>",
         f"{STYLE}</head><body>",
         "<h1>opslab: rendered notebooks, charts and metrics</h1>",
-        "<h2>Notebooks</h2><ul>",
     ]
+    if models:
+        html_dir = charts_root / "html"
+        parts += [
+            "<h2>Every model at a glance</h2>",
+            summary.summary_html(
+                list(models),
+                card_href=lambda n: os.path.relpath(charts_root / "model_cards" / f"{n}.html", base),
+                page_href=lambda nb: os.path.relpath(html_dir / f"{nb}.html", base),
+            ),
+        ]
+    parts.append("<h2>Notebooks</h2><ul>")
     parts += [f"<li><a href='{rel(p)}'>{html.escape(p.stem)}</a></li>" for p in sorted(pages)]
     parts.append("</ul><h2>Model cards</h2><ul>")
     parts += [f"<li><a href='{rel(p)}'>{html.escape(p.stem)}</a></li>" for p in sorted(cards)]
@@ -120,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = [("latest runs per model (MLflow)", runs_page), ("service benchmark", docs / "bench.md")]
     extra += [(f"drift report: {p.stem}", p) for p in sorted((docs / "drift").glob("*.html"))]
     extra += [(f"quality gate: {p.parent.name}", p) for p in sorted((docs / "quality").glob("**/*.html"))]
-    build_index(index, pages, docs, cards=cards, extra=extra)
+    models = summary.summary_rows(cards_dir, METRICS)
+    build_index(index, pages, docs, cards=cards, extra=extra, models=models)
     for p in pages:
         print(f"  rendered {p.relative_to(ROOT)}")
     print(f"index: {index.relative_to(ROOT)}")
