@@ -11,11 +11,15 @@ Run only them with `pytest -m realdata`, or skip them with `-m "not realdata"`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from ml.config import ROOT, SHARED_DATA
+
+# in-process services in tests log no predictions into the project's data/ (real servers get a tmp folder)
+os.environ.setdefault("OPSLAB_PREDICTION_LOG", "off")
 
 
 def _project_state() -> dict[str, tuple[int, int]]:

@@ -29,6 +29,7 @@ paths and raw errors to admin keys only).
 from __future__ import annotations
 
 import argparse
+import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -39,6 +40,7 @@ import re
 import secrets
 import socket
 import sys
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +255,32 @@ class HostCheck:
         return bool(name) and (_is_ip(name) or name in self.names or "*" in self.names)
 
 
+# --- request ids: accepted from X-Request-ID (when well formed) or generated, echoed on every answer
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("opslab_request_id", default="")
+REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID_OK = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(raw_headers) -> str:
+    """The client's X-Request-ID when it is 1-128 safe characters, else a new random id."""
+    for name, value in raw_headers:
+        if name.lower() == REQUEST_ID_HEADER and _REQUEST_ID_OK.match(value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
+
+
+def echo_request_id(send, rid: str):
+    """`send` that adds X-Request-ID to the response start."""
+
+    async def wrapped(message):
+        if message.get("type") == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+            message = {**message, "headers": [*headers, (REQUEST_ID_HEADER, rid.encode("ascii"))]}
+        await send(message)
+
+    return wrapped
+
+
 # --- the middleware -------------------------------------------------------------------------------
 class GuardMiddleware:
     """Auth, body size and content type for every HTTP request, before BentoML parses anything."""
@@ -283,6 +311,9 @@ class GuardMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        rid = request_id_of(scope.get("headers") or [])
+        REQUEST_ID.set(rid)  # the endpoint's thread sees it (anyio copies the context): the prediction log
+        send = echo_request_id(send, rid)
         path = scope.get("path", "")
         needed = required_scope(path)
         if needed is None:

@@ -20,7 +20,9 @@ from typing import Any
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
+from ml.monitoring.predlog import PredictionLog
 from ml.serving import broadcast, fast, loading, schemas, settings
+from ml.serving.guard import REQUEST_ID
 from ml.serving.predict import ClientError
 from ml.serving.table import ENDPOINTS, LOADERS, MODELS, Endpoint, ModelSpec
 
@@ -84,6 +86,11 @@ class Runtime:
         self.started_at = time.time()
         self.initial_load_done = threading.Event()
         self.follower: broadcast.Follower | None = None
+        self.predlog = PredictionLog(
+            self.cfg.prediction_log,
+            max_queue=self.cfg.prediction_log_max_queue,
+            retention_days=self.cfg.prediction_log_retention_days,
+        )
 
     def follow(self, path=None) -> None:
         """Share reloads with the other workers through the reload log (ml/serving/broadcast.py); call
@@ -293,6 +300,11 @@ class Runtime:
             )
         lines += ["# HELP opslab_ready 1 when every required model is loaded", "# TYPE opslab_ready gauge"]
         lines.append(f"opslab_ready {1 if self.ready() else 0}")
+        plog = self.predlog
+        for what, value in (("dropped", plog.dropped), ("written", plog.written), ("failed", plog.failed)):
+            lines += [f"# HELP opslab_prediction_log_{what}_total prediction records {what} by this worker",
+                      f"# TYPE opslab_prediction_log_{what}_total counter",
+                      f"opslab_prediction_log_{what}_total {value}"]  # fmt: skip
         return "\n".join(lines) + "\n"
 
     # --- requests --------------------------------------------------------------------------------------
@@ -316,10 +328,12 @@ class Runtime:
         except Exception:  # noqa: BLE001 - log the trace, never send it
             log.exception("opslab: %s failed with model %s v%s", route, name, loaded.source.version)
             return error_response(500, f"internal error in {route} (model {name!r}); see the server log")
-        return ep.response(
+        response = ep.response(
             model_name=name,
             model_version=loaded.source.version,
             model_sha256=loaded.source.model_sha256,
             model_source=loaded.source.kind,
             **fields,
         )
+        self.predlog.record(route, request, response, REQUEST_ID.get())  # queued: never blocks or raises
+        return response

@@ -19,6 +19,7 @@ ENV_REQUIRED = "OPSLAB_REQUIRED_MODELS"
 ENV_URI_PREFIX = "OPSLAB_MODEL_URI_"
 ENV_ALLOWED_HOSTS = "OPSLAB_ALLOWED_HOSTS"
 ENV_WORKERS = "OPSLAB_WORKERS"
+ENV_PREDICTION_LOG = "OPSLAB_PREDICTION_LOG"  # a folder, or "off"
 RATE_LIMIT_SCOPES = ("predict", "admin")
 
 
@@ -39,6 +40,11 @@ class Settings:
     rate_limits: tuple[tuple[str, str], ...]  # (scope, "N/period") pairs; a scope not listed is not limited
     fast_path: bool = True  # compiled request paths (ml/serving/fast/); false: the fitted objects only
     workers: int = 0  # worker processes; 0: one per CPU core (env OPSLAB_WORKERS)
+    prediction_log: str | None = (
+        None  # folder of the prediction log (env OPSLAB_PREDICTION_LOG; "off"/None: none)
+    )
+    prediction_log_retention_days: int = 30
+    prediction_log_max_queue: int = 10_000
 
 
 @lru_cache(maxsize=1)
@@ -76,7 +82,19 @@ def get() -> Settings:
         rate_limits=tuple((scope, str(text)) for scope, text in limits.items() if text),
         fast_path=bool(p.get("fast_path", True)),
         workers=int(os.environ.get(ENV_WORKERS) or p.get("workers") or 0),
+        prediction_log=prediction_log_dir(p.get("prediction_log")),
+        prediction_log_retention_days=int(p.get("prediction_log_retention_days", 30)),
+        prediction_log_max_queue=int(p.get("prediction_log_max_queue", 10_000)),
     )
+
+
+def prediction_log_dir(configured: str | None) -> str | None:
+    """The prediction log's folder: env OPSLAB_PREDICTION_LOG over params (relative to the project); None
+    when either says off."""
+    value = os.environ.get(ENV_PREDICTION_LOG, configured)
+    if value is None or str(value).strip().lower() in ("", "off", "none", "false"):
+        return None
+    return str(config.resolve(value))
 
 
 def worker_count(cfg: Settings) -> int:

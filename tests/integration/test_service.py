@@ -125,7 +125,9 @@ class Server:
         full_env = {
             k: v for k, v in os.environ.items() if not k.startswith(("OPSLAB_", "MLFLOW_", "BENTOML_"))
         }
-        full_env |= {"BENTOML_HOME": str(workdir / "bentoml"), "PYTHONUNBUFFERED": "1", **env}
+        self.predictions = workdir / f"{name}-predictions"
+        full_env |= {"BENTOML_HOME": str(workdir / "bentoml"), "PYTHONUNBUFFERED": "1",
+                     settings.ENV_PREDICTION_LOG: str(self.predictions), **env}  # fmt: skip
         self.started = time.monotonic()
         self.proc = server.start_server(full_env, self.log, self.port, host=host)
         self.client = httpx.Client(base_url=self.url, timeout=60)
@@ -402,6 +404,33 @@ def test_predict_sla_equals_batch_probabilities_and_decides_at_the_model_thresho
     assert body["threshold_source"].startswith("model metric")
     assert [x["breach_predicted"] for x in body["results"]] == list(probs >= body["threshold"])
     assert [x["number"] for x in body["results"]] == incidents["number"].tolist()
+
+
+def test_every_answered_item_is_logged_with_the_request_id_it_echoes(a, incidents, meta):
+    from ml.monitoring import predlog
+
+    r = a.post(
+        "/predict_sla",
+        {"incidents": incidents_body(incidents.head(3))},
+        headers={**P, "X-Request-ID": "trace-42"},
+    )
+    assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"
+    generated = a.post("/predict_sla", {"incidents": incidents_body(incidents.head(1))}, headers=P)
+    assert len(generated.headers["x-request-id"]) == 32  # none sent: one is made and echoed
+    deadline, logged = time.monotonic() + 15, pd.DataFrame()
+    while time.monotonic() < deadline:  # written in batches by a background thread (flush every 2 s)
+        logged = predlog.read_log(a.predictions, "incident-sla")
+        if (logged["request_id"] == "trace-42").sum() == 3:
+            break
+        time.sleep(0.5)
+    mine = logged[logged["request_id"] == "trace-42"]
+    assert list(mine["item"]) == [0, 1, 2] and (mine["model_version"] == meta["sla"]["version"]).all()
+    assert [x["incident"]["number"] for x in predlog.parsed(mine, "input")] == incidents["number"].head(
+        3
+    ).tolist()
+    assert "breach_probability" in predlog.parsed(mine, "output")[0]
+    metrics = a.client.get("/metrics").text
+    assert "opslab_prediction_log_dropped_total 0" in metrics
 
 
 def test_predict_ttr_equals_batch_quantiles(a, scratch, incidents, meta):

@@ -169,3 +169,10 @@ def test_rate_limits_come_from_params_and_bad_ones_are_refused():
         assert RateLimits([(scope, text)]).describe(scope)
     with pytest.raises(ValueError, match="not a rate"):
         RateLimits([("predict", "lots")])
+
+
+def test_a_well_formed_request_id_is_kept_and_anything_else_replaced():
+    assert guard.request_id_of([(b"X-Request-ID", b"trace-42.a:b_c")]) == "trace-42.a:b_c"
+    for bad in (b"", b"x" * 129, b"evil\r\nSet-Cookie: a=b", b"<script>"):
+        rid = guard.request_id_of([(b"x-request-id", bad)])
+        assert rid != bad.decode("latin-1") and len(rid) == 32
