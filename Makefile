@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup browser all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench bench-nab serve bento timings clean
+.PHONY: help setup browser all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team train-archive score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench bench-nab serve bento timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ train-anomaly: setup ## sensor anomaly detection: notebook 02, MLflow run, regis
 
 train-forecast: setup ## sensor forecasting: backtest, per-sensor selection, MLflow registry (dvc repro forecast)
 	$(RUN) dvc repro forecast
+
+train-archive: setup ## archive volume + storage savings per source, next week/month: notebook 10, backtest, gates (dvc repro archive)
+	$(RUN) dvc repro archive
 
 train-sla: setup ## SLA-breach risk at open time: notebook 04, calibrated, cost threshold, gates (dvc repro sla)
 	$(RUN) dvc repro sla
@@ -116,7 +119,7 @@ notebooks: setup ## regenerate each .ipynb from its jupytext .py twin, outputs s
 	$(RUN) jupytext --sync notebooks/*.py
 	$(RUN) nbstripout notebooks/*.ipynb
 
-bench: setup ## NAB runner (58 files; NAB_DIR=...), incident evaluation CLI on 140k events, service load test -> docs/ml/bench.md
+bench: setup ## NAB runner (58 files; NAB_DIR=...), incident evaluation CLI on 140k events, service load test (2 workers, open-loop generator on its own core; BENCH_ARGS=... see scripts/bench_service.py --help) -> docs/ml/bench.md, docs/ml/bench_service.json
 	$(RUN) python -m scripts.bench $(if $(NAB_DIR),--nab-dir $(NAB_DIR))
 	$(RUN) python -m scripts.bench_incidents
 	$(RUN) python -m scripts.bench_service $(BENCH_ARGS)

@@ -491,3 +491,108 @@ def _weekday(when: np.ndarray) -> np.ndarray:
     """Monday=0 .. Sunday=6 as float (NaN for NaT); 1970-01-01 was a Thursday."""
     days = when.astype("datetime64[D]").astype(np.int64)
     return np.where(np.isnat(when), np.nan, (days + 3) % 7).astype(float)
+
+
+# --- archive ----------------------------------------------------------------------------------
+ARCHIVE_FLOWS = ("archived_gb", "saved_gb")
+ARCHIVE_STATE = ("total_files", "avg_file_size_mb", "archive_frequency_per_day", "retention_days")
+ARCHIVE_INPUT_COLUMNS = ("source_id", "date", *schemas.ARCHIVE_SHARE_COLUMNS, *ARCHIVE_STATE, *ARCHIVE_FLOWS)
+
+
+def archive_sum_name(flow: str, days: int) -> str:
+    """The feature holding log1p of a flow's sum over the last `days` days (the day itself included)."""
+    return f"log1p_{flow}_sum_{days}d"
+
+
+class ArchiveFeatures(TransformerMixin, BaseEstimator):
+    """Daily archive records (one row per source and day) -> causal features of each row's day, in row order.
+
+    A row's features read only its own source's rows up to and including its date (a day without a row
+    archived nothing): its calendar (cyclical month and weekday, days to the month's end), type shares and
+    policy, log1p sums of `archived_gb` / `saved_gb` over the last `windows` days and their values `lags`
+    days before, the savings ratio over the longest window, and the days since the retention or the
+    archive frequency last changed (at most the longest window). Sums add exactly the days in their window,
+    so a row's features do not depend on how much earlier history is passed. Stateless apart from the
+    names: any source works; a row needs `min_history_days()` days of history for complete features.
+    """
+
+    def __init__(self, windows=(7, 30, 91), lags=(0, 1, 7)):
+        self.windows = windows
+        self.lags = lags
+
+    def min_history_days(self) -> int:
+        return max(*self.windows, *self.lags) + 1
+
+    def fit(self, X: pd.DataFrame, y=None):
+        self._checked(X)
+        self.feature_names_out_ = self._names()
+        return self
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    def _names(self) -> list[str]:
+        names = ["month_sin", "month_cos", "dow_sin", "dow_cos", "days_to_month_end"]
+        names += [*schemas.ARCHIVE_SHARE_COLUMNS, "log_total_files", "log_avg_file_size_mb"]
+        names += ["archive_frequency_per_day", "log_retention_days", "days_since_policy_change"]
+        for flow in ARCHIVE_FLOWS:
+            names += [archive_sum_name(flow, w) for w in self.windows]
+            names += [f"log1p_{flow}_lag{k}" for k in self.lags]
+        return [*names, f"savings_ratio_{max(self.windows)}d"]
+
+    def _checked(self, X: pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(
+                f"ArchiveFeatures needs a DataFrame of daily archive records, got {type(X).__name__}"
+            )
+        missing = [c for c in ARCHIVE_INPUT_COLUMNS if c not in X.columns]
+        if missing:
+            raise ValueError(f"archive records lack column(s) {missing}")
+        frame = X[list(ARCHIVE_INPUT_COLUMNS)].copy()
+        frame["date"] = pd.DatetimeIndex(pd.to_datetime(frame["date"])).normalize()
+        dup = frame.duplicated(["source_id", "date"])
+        if dup.any():
+            first = frame[dup].iloc[0]
+            raise ValueError(f"source {first['source_id']!r}: more than one row for {first['date'].date()}")
+        return frame
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        frame = self._checked(X)
+        when = _naive_ns(frame["date"])
+        day = when.astype("datetime64[D]").astype(np.int64)
+        month = when.astype("datetime64[M]")
+        month_end = ((month + 1).astype("datetime64[D]").astype(np.int64)) - day - 1
+        m, dow = month.astype(np.int64) % 12, _weekday(when)
+        out = np.empty((len(frame), len(self._names())))
+        out[:, :5] = np.column_stack(
+            [np.sin(2 * np.pi * m / 12), np.cos(2 * np.pi * m / 12), np.sin(2 * np.pi * dow / 7),
+             np.cos(2 * np.pi * dow / 7), month_end]
+        )  # fmt: skip
+        state = np.column_stack(
+            [frame[list(schemas.ARCHIVE_SHARE_COLUMNS)].to_numpy(dtype=float), np.log1p(_floats(frame["total_files"])),
+             np.log1p(_floats(frame["avg_file_size_mb"])), _floats(frame["archive_frequency_per_day"]),
+             np.log(_floats(frame["retention_days"]))]
+        )  # fmt: skip
+        out[:, 5 : 5 + state.shape[1]] = state
+        top, cap = 5 + state.shape[1], max(self.windows)
+        policy = state[:, -2:]
+        flows = np.column_stack([_floats(frame[f]) for f in ARCHIVE_FLOWS])
+        for idx in frame.groupby("source_id", sort=False).indices.values():
+            rows = idx[np.argsort(day[idx], kind="stable")]
+            d = day[rows]
+            p = d - d[0] + self.min_history_days()  # position on a zero-padded daily grid
+            change = np.r_[False, (np.diff(policy[rows], axis=0) != 0).any(axis=1)]
+            since = d - np.maximum.accumulate(np.where(change, d, d[0]))
+            cols = [np.minimum(since, cap)]
+            for j in range(len(ARCHIVE_FLOWS)):
+                grid = np.zeros(p[-1] + 1)
+                grid[p] = flows[rows, j]
+                for w in self.windows:
+                    sums = np.lib.stride_tricks.sliding_window_view(grid, w).sum(axis=1)
+                    cols.append(np.log1p(np.maximum(sums[p - w + 1], 0.0)))
+                cols += [np.log1p(np.maximum(grid[p - k], 0.0)) for k in self.lags]
+            out[rows, top:-1] = np.column_stack(cols)
+        names = self._names()
+        arch, saved = (np.expm1(out[:, names.index(archive_sum_name(f, cap))]) for f in ARCHIVE_FLOWS)
+        out[:, -1] = np.where(arch > 0, saved / np.where(arch > 0, arch, 1.0), 0.0)
+        return out

@@ -52,6 +52,8 @@ TRUSTED_TYPES = [
     "ml.features.SensorWindowFeatures",
     "ml.sensors.anomaly.CalibratedIsolationForest",
     "ml.features.IncidentFeatures",
+    "ml.features.ArchiveFeatures",
+    "ml.archive.model.ArchiveForecaster",
     "ml.incidents.ttr.TTRQuantileModel",
     "ml.incidents.text.IncidentTextFeatures",
     "ml.incidents.abstain.PrecisionTargetClassifier",

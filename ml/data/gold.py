@@ -4,7 +4,8 @@
 
 Sensors: each sensor on its own regular time grid, missing readings as flagged NaN rows, labelled anomaly
 windows marked (both sensor models featurise raw readings themselves, with `ml.features`). Incidents:
-open-time fields plus features derived only from them, kept apart from the outcomes (the targets).
+open-time fields plus features derived only from them, kept apart from the outcomes (the targets). Archive:
+each source's daily activity on a gap-free daily grid (the archive forecaster featurises it with `ml.features`).
 """
 
 from __future__ import annotations
@@ -106,6 +107,30 @@ def incident_targets(incidents: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# --- archive ----------------------------------------------------------------------------------
+ARCHIVE_FLOW_COLUMNS = ["files_archived", "archived_gb", "saved_gb"]
+
+
+def archive_grid(activity: pd.DataFrame) -> pd.DataFrame:
+    """Each source's days from its first to its last row: a missing day archived nothing (flows 0) and kept
+    the state of the day before (files, mix, policy); such rows are flagged `is_filled`."""
+    cols = [c for c in schemas.ARCHIVE_COLUMNS if c in activity.columns]
+    if activity.empty:
+        return pd.DataFrame(columns=[*cols, "is_filled"])
+    parts = []
+    for sid, g in activity.sort_values(["source_id", "date"]).groupby("source_id", sort=True):
+        g = g.drop_duplicates("date", keep="last").set_index("date")
+        days = pd.date_range(g.index.min(), g.index.max(), freq="D", name="date")
+        full = g.reindex(days)
+        filled = full["source_id"].isna().to_numpy()
+        flows = [c for c in ARCHIVE_FLOW_COLUMNS if c in full.columns]
+        full[flows] = full[flows].fillna(0)
+        full = full.ffill().assign(source_id=sid, is_filled=filled)
+        parts.append(full.reset_index()[[*cols, "is_filled"]])
+    out = pd.concat(parts, ignore_index=True)
+    return out.astype({c: activity[c].dtype for c in cols if c != "date"})
+
+
 # --- gold -------------------------------------------------------------------------------------
 def build_gold(silver: dict[str, pd.DataFrame], params: dict | None = None) -> dict[str, pd.DataFrame]:
     """Every gold table from the silver tables: one frame per task (`params`: the `features` section)."""
@@ -140,6 +165,9 @@ def build_gold(silver: dict[str, pd.DataFrame], params: dict | None = None) -> d
         text["truth_root_cause"] = incidents["root_cause"].to_numpy()  # evaluation only, never a feature
         gold["incident_text"] = text
         gold["incident_open"] = feats[table["is_open"].to_numpy()].reset_index(drop=True)
+    activity = silver.get("archive_activity")
+    if activity is not None and len(activity):
+        gold["archive_daily"] = archive_grid(activity)
     return {k: v.reset_index(drop=True) for k, v in gold.items()}
 
 
@@ -150,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = config.section("features", load_params(args.params).get("features"))
     silver_dir, out = resolve(cfg["silver"]), resolve(cfg["gold"])
-    silver = {t: read_silver(silver_dir, t) for t in ("sensor_readings", "anomaly_windows", "incidents")}
+    tables = ("sensor_readings", "anomaly_windows", "incidents", "archive_activity")
+    silver = {t: read_silver(silver_dir, t) for t in tables}
     gold = build_gold(silver, cfg)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in gold.items():

@@ -46,6 +46,7 @@ SILVER_TABLES = {
     "sensor_readings": "sensor_readings.parquet",
     "anomaly_windows": "anomaly_windows.parquet",
     "incidents": "incidents.parquet",
+    "archive_activity": "archive_activity.parquet",
     "quarantine": "quarantine.parquet",
 }
 QUARANTINE_COLUMNS = ["table", "file", "row", "column", "reason", "record"]
@@ -56,6 +57,7 @@ SCHEMAS = {
     "sensor_readings": schemas.sensor_readings,
     "anomaly_windows": schemas.anomaly_windows,
     "incidents": schemas.incidents,
+    "archive_activity": schemas.archive_activity,
 }
 ORDER_BY = {"incidents": "sys_updated_at"}  # latest wins; other tables: the later batch wins
 
@@ -77,10 +79,14 @@ def _validate_rows(df: pd.DataFrame, table: str, errors: RowErrors) -> None:
         for _, case in fc.iterrows():
             pos = int(case["index"])  # positions: the frame keeps the received row order as its index
             col = case["column"]
-            if not isinstance(col, str):  # a frame-level check names its column before a colon
-                head = str(case["check"]).split(":")[0]
-                col = head if head in df.columns else table
-            errors.add([pos], col, f"{case['check']}: {col}={case['failure_case']!r}")
+            head = str(case["check"]).split(":")[0]  # a frame-level check names its column before a colon
+            value = case["failure_case"]
+            if head in df.columns:  # the case may be another column's value of the failing row
+                col, value = head, df.at[pos, head]
+                value = value.item() if isinstance(value, np.generic) else value
+            elif not isinstance(col, str):
+                col = table
+            errors.add([pos], col, f"{case['check']}: {col}={value!r}")
 
 
 def _dedupe(df: pd.DataFrame, table: str, errors: RowErrors) -> pd.DataFrame:
@@ -344,6 +350,12 @@ def run(params: dict, *, root: Path | None = None) -> dict:
             parse = _frame_parser(sources.load_incident_event_log)
             path = resolve(source["path"])
             results.append(ingest_file(path, "incidents", root, parse=parse, max_bad_fraction=max_bad, **cap))
+        elif kind == "archive_csv":  # a real archive log in the CSV contract: one file or a folder of them
+            parse = _frame_parser(sources.read_archive_log)
+            for csv in sources.archive_log_files(resolve(source["path"])):
+                results.append(
+                    ingest_file(csv, "archive_activity", root, parse=parse, max_bad_fraction=max_bad, **cap)
+                )
         else:
             raise ValueError(f"params.yaml ingest.sources.{domain}.kind: unknown source kind {kind!r}")
     silver = root / "silver"

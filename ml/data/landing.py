@@ -20,9 +20,10 @@ import pandas as pd
 from ml.data import schemas
 
 # domain -> the silver table its batches feed
-TABLES = {"sensors": "sensor_readings", "incidents": "incidents"}
-BATCH_PREFIX = {"sensors": "readings_", "incidents": "incidents_"}
-BATCH_SUFFIX = {"sensors": ".csv", "incidents": ".json"}  # the format the source sends each domain in
+TABLES = {"sensors": "sensor_readings", "incidents": "incidents", "archive": "archive_activity"}
+BATCH_PREFIX = {"sensors": "readings_", "incidents": "incidents_", "archive": "archive_"}
+# the format the source sends each domain in
+BATCH_SUFFIX = {"sensors": ".csv", "incidents": ".json", "archive": ".csv"}
 NAME_TIME_FORMAT = "%Y%m%dT%H%M"  # the as_of in a batch file name
 LABELS_FILE = "anomaly_windows.csv"  # the sensors' labelled anomaly windows, next to their batches
 RECORD_SUFFIXES = (".parquet", ".pq", ".csv", ".json")  # the files `read_records` reads
@@ -76,18 +77,34 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "root_cause": "str",
         "source": "str",
     },
+    "archive_activity": {
+        "source_id": "str",
+        "source_type": "str",
+        "date": "datetime",
+        "total_files": "int",
+        "avg_file_size_mb": "float",
+        **{c: "float" for c in schemas.ARCHIVE_SHARE_COLUMNS},
+        "archive_frequency_per_day": "float",
+        "retention_days": "int",
+        "files_archived": "int",
+        "archived_gb": "float",
+        "saved_gb": "float",
+        "source": "str",
+    },
 }
 # Columns a file may omit (filled with missing); every other declared column is required.
 OPTIONAL_COLUMNS = {
     "sensor_readings": {"unit"},
     "anomaly_windows": set(),
     "incidents": {"root_cause", "owning_team", "short_description", "description", "source", "location"},
+    "archive_activity": {"source_type", "files_archived", "source"},
 }
 # What identifies a record: a re-sent record has the same key.
 KEYS = {
     "sensor_readings": schemas.READING_KEY,
     "anomaly_windows": ["sensor_id", "start", "end"],
     "incidents": [schemas.INCIDENT_KEY],
+    "archive_activity": schemas.ARCHIVE_KEY,
 }
 
 
@@ -302,5 +319,5 @@ def read_landing(landing: str | os.PathLike, domain: str) -> tuple[pd.DataFrame,
     table = TABLES[domain]
     batches = dated_batches(landing, domain)
     frame = read_batches([path for _, path in batches], table)
-    order = KEYS[table] if domain == "sensors" else ["opened_at", "number"]
+    order = ["opened_at", "number"] if domain == "incidents" else KEYS[table]
     return frame.sort_values(order, kind="stable").reset_index(drop=True), [a for a, _ in batches]

@@ -156,3 +156,62 @@ incidents = pa.DataFrameSchema(
     strict="filter",
     name="incidents",
 )
+
+# --- Archive activity ---------------------------------------------------------------------------
+# One row per archive source (file share, mailbox, tenant) and day: what it holds, its policy, and what
+# was archived that day. The contract a real archive log must meet is the same (README "Archive logs").
+ARCHIVE_KEY = ["source_id", "date"]
+ARCHIVE_SHARE_COLUMNS = ["share_documents", "share_images", "share_video", "share_email", "share_other"]
+ARCHIVE_COLUMNS = [
+    "source_id",
+    "source_type",
+    "date",
+    "total_files",
+    "avg_file_size_mb",
+    *ARCHIVE_SHARE_COLUMNS,
+    "archive_frequency_per_day",
+    "retention_days",
+    "files_archived",
+    "archived_gb",
+    "saved_gb",
+    "source",
+]
+SHARE_SUM_TOLERANCE = 0.01  # the type shares of a row must sum to 1 within this
+
+_non_negative = Check.ge(0)
+_share = Check.in_range(0.0, 1.0)
+
+archive_activity = pa.DataFrameSchema(
+    {
+        "source_id": Column(str, Check.str_length(min_value=1), nullable=False),
+        "source_type": Column(str, nullable=True),
+        "date": Column("datetime64[ns]", nullable=False),
+        "total_files": Column("Int64", _non_negative, nullable=False),
+        "avg_file_size_mb": Column(float, _non_negative, nullable=False),
+        **{c: Column(float, _share, nullable=False) for c in ARCHIVE_SHARE_COLUMNS},
+        "archive_frequency_per_day": Column(float, _non_negative, nullable=False),
+        "retention_days": Column("Int64", Check.gt(0), nullable=False),
+        "files_archived": Column("Int64", _non_negative, nullable=True),
+        "archived_gb": Column(float, _non_negative, nullable=False),
+        "saved_gb": Column(float, _non_negative, nullable=False),
+        "source": Column(str, nullable=True),
+    },
+    checks=[  # each names its column before the colon (the quarantine's column); a row failing a column's
+        # own check (a share outside [0, 1], a negative volume) is not also blamed on the row-level rule
+        Check(
+            lambda d: (
+                ~d[ARCHIVE_SHARE_COLUMNS].apply(lambda s: s.between(0, 1)).all(axis=1)
+                | ((d[ARCHIVE_SHARE_COLUMNS].sum(axis=1) - 1.0).abs() <= SHARE_SUM_TOLERANCE)
+            ),
+            error=f"share_documents: the five type shares (share_*) must sum to 1 ± {SHARE_SUM_TOLERANCE}",
+        ),
+        Check(
+            lambda d: (d["archived_gb"] < 0) | (d["saved_gb"] <= d["archived_gb"] * (1 + 1e-9)),
+            error="saved_gb: savings larger than the volume archived",
+        ),
+        Check(lambda d: d["date"] == d["date"].dt.normalize(), error="date: must be a day (no time of day)"),
+    ],
+    unique=ARCHIVE_KEY,
+    strict="filter",
+    name="archive_activity",
+)

@@ -1,4 +1,5 @@
-"""Readers for real exports (NAB sensor CSVs, the UCI ServiceNow incident event log) into the silver contracts.
+"""Readers for real exports (NAB sensor CSVs, the UCI ServiceNow incident event log, archive-log CSVs) into the
+silver contracts.
 
 `read_*` / `load_*` do the file I/O; `parse_*` / `collapse_*` are pure (frames in, new frames out).
 """
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.data.schemas import INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
+from ml.data.schemas import ARCHIVE_COLUMNS, INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
 
 PathLike = str | os.PathLike[str]
 
@@ -279,6 +280,41 @@ def load_incident_event_log(
         sla_hours_by_priority=sla_hours_by_priority,
         drop_resolved_at_first_event=drop_resolved_at_first_event,
     )
+
+
+# --- archive logs (the CSV contract of README "Archive logs") --------------------------------------
+ARCHIVE_LOG_SOURCE = "archive_log"
+
+
+def parse_archive_log(raw: pd.DataFrame) -> pd.DataFrame:
+    """An archive-log string frame in the contract: header names trimmed and lower-cased, `source` filled with
+    "archive_log" where absent. Values stay strings: ingestion types them and quarantines bad rows by name."""
+    out = raw.rename(columns=lambda c: str(c).strip().lower()).astype(object)
+    extra = [c for c in out.columns if c not in ARCHIVE_COLUMNS]
+    out = out.drop(columns=extra)
+    if "source" not in out.columns:
+        out["source"] = ARCHIVE_LOG_SOURCE
+    out["source"] = out["source"].where(out["source"].notna(), ARCHIVE_LOG_SOURCE)
+    return out.where(out.notna(), None)
+
+
+def read_archive_log(path: PathLike) -> pd.DataFrame:
+    """Read one archive-log CSV (one row per source and day) as strings in the archive contract."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"{path}: empty file, expected a header with {ARCHIVE_COLUMNS[:3]}...") from exc
+    return parse_archive_log(raw)
+
+
+def archive_log_files(path: PathLike) -> list[Path]:
+    """The CSV files of `ingest.sources.archive.path`: the file itself, or every *.csv under a folder, by name."""
+    p = Path(path)
+    if p.is_dir():
+        return sorted(p.rglob("*.csv"))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such archive-log file or folder")
+    return [p]
 
 
 def _open_time_fields(first: pd.DataFrame, sla_hours_by_priority: Mapping[int, float]) -> pd.DataFrame:

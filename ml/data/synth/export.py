@@ -1,4 +1,5 @@
-"""The landing zone as a source system would send it: dated sensor CSV and incident JSON batches, a manifest.
+"""The landing zone as a source system would send it: dated sensor CSV, incident JSON and archive CSV batches,
+a manifest.
 
 `write_landing` is the generator's one place that writes files; `main` is `python -m ml.data.synth`.
 """
@@ -17,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from ml.config import load_params
-from ml.data.schemas import INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
+from ml.data.schemas import ARCHIVE_COLUMNS, INCIDENT_COLUMNS, READING_COLUMNS, WINDOW_COLUMNS
+from ml.data.synth.archive import archive_batches, make_archive
 from ml.data.synth.common import DEFAULT_MONTHS, DEFAULT_START, FILE_TS_FORMAT, TS_FORMAT
 from ml.data.synth.incidents import incident_batches, incident_export_time, make_incidents
 from ml.data.synth.sensors import make_sensors, sensor_batches, sensor_shifts
@@ -102,6 +104,8 @@ def write_landing(params: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
         record(f"incidents/{name}", _json_records_bytes(batch[INCIDENT_COLUMNS]), len(batch), as_of)
     _remove_stale(out / "incidents", "incidents_*.json", incident_names)
 
+    archive = _write_archive(params.get("archive"), seed, record, out)
+
     rollout = incident_params.get("rollout") or None
     recal = sensor_params.get("recalibration") or None
     closed_or_resolved = final["made_sla"].notna()
@@ -114,12 +118,14 @@ def write_landing(params: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
             "anomaly_windows": len(windows),
             "sensor_shifts": len(shifts),
             "incidents": len(final),
+            **archive["rows"],
         },
         "injected_shifts": {
             "sensor_recalibration_at": pd.Timestamp(recal["at"]).strftime(TS_FORMAT) if recal else None,
             "recalibrated_sensors": shifts["sensor_id"].tolist(),
             "incident_rollout_at": pd.Timestamp(rollout["at"]).strftime(TS_FORMAT) if rollout else None,
             "rollout_system": str(rollout["system"]) if rollout else None,
+            **archive["shifts"],
         },
         "incidents": {
             "export_at": export_at.strftime(TS_FORMAT),
@@ -133,6 +139,35 @@ def write_landing(params: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
     text = json.dumps(manifest, sort_keys=True, indent=2, default=str) + "\n"
     _write_atomic(out / "manifest.json", text.encode())
     return json.loads(text)
+
+
+def _write_archive(archive_params: Mapping[str, Any] | None, seed: int, record, out: Path) -> dict[str, Any]:
+    """Archive CSV batches and the policy changes injected (when the params have an `archive` section)."""
+    if not archive_params:
+        return {"rows": {}, "shifts": {}}
+    cfg = dict(archive_params)
+    every, resend = cfg.pop("batch_every", "28D"), cfg.pop("resend_overlap", "1D")
+    activity, changes = make_archive(seed=seed, **cfg)
+    names = set()
+    for as_of, batch in archive_batches(activity, every=every, resend_overlap=resend):
+        name = f"archive_{as_of.strftime(FILE_TS_FORMAT)}.csv"
+        names.add(name)
+        record(
+            f"archive/{name}",
+            _csv_bytes(batch[ARCHIVE_COLUMNS].assign(date=batch["date"].dt.strftime("%Y-%m-%d"))),
+            len(batch),
+            as_of,
+        )
+    record("archive/policy_changes.csv", _csv_bytes(changes), len(changes))
+    _remove_stale(out / "archive", "archive_*.csv", names)
+    return {
+        "rows": {"archive_activity": len(activity), "archive_policy_changes": len(changes)},
+        "shifts": {
+            "archive_policy_changes": changes.assign(at=changes["at"].dt.strftime("%Y-%m-%d")).to_dict(
+                "records"
+            )
+        },
+    }
 
 
 def smoke_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,6 +184,9 @@ def smoke_params(params: Mapping[str, Any]) -> dict[str, Any]:
     sensors["days"] = new_days
     incidents = smoke.setdefault("incidents", {})
     incidents["n_incidents"] = min(int(incidents.get("n_incidents", 20_000)), 2_000)
+    if smoke.get("archive"):  # 30 sources over 14 months: still a year of history before the backtest
+        smoke["archive"]["n_sources"] = min(int(smoke["archive"].get("n_sources", 40)), 30)
+        smoke["archive"]["days"] = min(int(smoke["archive"].get("days", 730)), 425)
     return smoke
 
 
@@ -180,4 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{inc['open_at_export']} open at {inc['export_at']}, breach rate {inc['breach_rate']:.1%}, "
         f"rollout {shifts['rollout_system']} at {shifts['incident_rollout_at']} -> {Path(args.out) / 'incidents'}"
     )
+    if "archive_activity" in rows:
+        archive_files = [f for f in manifest["files"] if f["path"].startswith("archive/archive_")]
+        print(
+            f"archive: {rows['archive_activity']:,} source-days in {len(archive_files)} batches, "
+            f"{rows['archive_policy_changes']} policy changes -> {Path(args.out) / 'archive'}"
+        )
     return 0
