@@ -94,7 +94,9 @@ def build_index(
     return index
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def _flatten(d, prefix: str = "") -> dict:
+    if isinstance(d, list):  # a metrics file that is a table (metrics/nab_ablation.json): its rows
+        return {f"{prefix}{i}": row for i, row in enumerate(d)}
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
