@@ -213,10 +213,12 @@ def calibration_windows(table: pd.DataFrame, n: int, after: Any = None) -> tuple
     starts = pd.DatetimeIndex(sorted(table.loc[table["psi"].notna(), "window_start"].unique()))
     if after is not None:
         starts = starts[starts > pd.Timestamp(after)]
-    if not 1 <= n < len(starts):
-        raise ValueError(
-            f"calibration needs 1 to {len(starts) - 1} of the {len(starts)} scored windows, got {n}"
-        )
+    if n < 1:
+        raise ValueError(f"calibration needs at least 1 window, got {n}")
+    n = min(n, len(starts) - 1)  # at least one window is left to judge
+    if n < 1:  # too short a run (a smoke run): no calibration window; the threshold is the floor
+        edge = pd.Timestamp(after) if after is not None else (starts[0] if len(starts) else pd.Timestamp(0))
+        return edge, edge
     return starts[0], starts[n - 1]
 
 
@@ -227,7 +229,7 @@ def calibrated_threshold(
     largest PSI of any feature in them (the noise floor of windows this size), never below `floor`."""
     first, last = calibration_windows(table, n_windows, after)
     calib = table.loc[table["window_start"].between(first, last), "psi"].dropna()
-    return float(max(floor, margin * calib.max()))
+    return float(max(floor, margin * calib.max())) if len(calib) else float(floor)
 
 
 def recut(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -254,6 +256,8 @@ def alert_summary(
     Overall: the false-alarm rate over every feature and the features alerting after the shift.
     """
     data = table[table["window_start"] > pd.Timestamp(after)]
+    if not data["psi"].notna().any():  # a run too short to keep windows back (smoke): judge them all
+        data = table
     first = first_detection(data, injected_at=shift_at, window=window, persistence=persistence)
     span = pd.Timedelta(window) if window is not None else pd.Series(
         sorted(table["window_start"].unique())).diff().median()  # fmt: skip

