@@ -44,6 +44,7 @@ class OpsLab:
     incident_system_team = RegistryModel.declare("incident-system-team")
     incident_clusters = RegistryModel.declare("incident-clusters")
     incident_similar = RegistryModel.declare("incident-similar")
+    archive_forecast = RegistryModel.declare("archive-forecast")
 
     def __init__(self) -> None:
         attach_logging()
@@ -109,6 +110,11 @@ class OpsLab:
     def cluster(self, request: S.IncidentsRequest, /) -> S.ClusterResponse:
         """The recurring-problem cluster of each incident and the cluster's top terms."""
         return self.runtime.call("/cluster", request)
+
+    @bentoml.api(route="/forecast_archive")
+    def forecast_archive(self, request: S.ArchiveRequest, /) -> S.ArchiveResponse:
+        """GB archived and GB saved per source over the next week and month, with intervals."""
+        return self.runtime.call("/forecast_archive", request)
 
     @bentoml.api(route="/check_drift")
     def check_drift(self, request: S.DriftRequest, /) -> S.DriftResponse:

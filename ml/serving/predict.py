@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ml import config
+from ml.archive import predict as archive_predict
+from ml.archive.targets import TARGETS, target_name
 from ml.incidents import sla, triage, ttr
 from ml.monitoring import drift
 from ml.sensors import anomaly
@@ -204,6 +206,31 @@ def predict_ttr(model, request: schemas.IncidentsRequest) -> dict:
             for num, (_, row) in zip(frame["number"], pred.iterrows(), strict=True)
         ]
     }
+
+
+# --- archives -------------------------------------------------------------------------------------
+def forecast_archive(model, request: schemas.ArchiveRequest) -> dict:
+    """`ml.archive.predict.forecast_archive` (the batch scorer's numbers) regrouped per source: one point per
+    target and horizon. A record the model cannot use is a 422 naming records.<i>.<field>."""
+    records = [r.model_dump(mode="json") for r in request.records]
+    try:
+        rows = archive_predict.forecast_archive(model, records)
+    except archive_predict.ArchiveRequestError as exc:
+        where = [exc.record] if exc.record is not None else []
+        raise ClientError(str(exc), ["records", *where, exc.field]) from exc
+    horizons = model.horizon_days()
+    results = []
+    for row in rows:
+        points = []
+        for target in TARGETS:
+            for horizon, days in horizons.items():
+                name = target_name(target, horizon)
+                points.append(
+                    {"target": target, "horizon": horizon, "days": days, "gb": row[name],
+                     "lo": row.get(f"{name}_lo"), "hi": row.get(f"{name}_hi"), "output": name}
+                )  # fmt: skip
+        results.append({"source_id": row["source_id"], "origin": row["origin"], "forecasts": points})
+    return {"coverage": float(model.coverage), "results": results}
 
 
 # --- text models: triage, system/team, similar incidents, clusters ----------------------------------

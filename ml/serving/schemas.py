@@ -9,7 +9,7 @@ were trained on naive timestamps).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 import pandas as pd
@@ -41,6 +41,7 @@ MODEL_NAMES = (
     "incident-system-team",
     "incident-clusters",
     "incident-similar",
+    "archive-forecast",
 )
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 
@@ -283,6 +284,62 @@ class SystemTeamPrediction(Out):
 class SystemTeamResponse(Stamped):
     top_k: int
     results: list[SystemTeamPrediction]
+
+
+# --- /forecast_archive ---------------------------------------------------------------------------
+MAX_ARCHIVE_RECORDS = 20 * 100  # source-days per request: 20 sources x ~100 days (a source needs 92)
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Day = Annotated[date, Field(description="the day, YYYY-MM-DD")]  # (a field named `date` shadows the type)
+
+
+class ArchiveRecord(Strict):
+    """One source's activity on one day (the README's archive CSV contract, as JSON)."""
+
+    source_id: SensorId
+    date: Day
+    total_files: int = Field(ge=0)
+    avg_file_size_mb: NonNegative
+    share_documents: Share
+    share_images: Share
+    share_video: Share
+    share_email: Share
+    share_other: Share = Field(description="the five share_* sum to 1 within 0.01")
+    archive_frequency_per_day: NonNegative
+    retention_days: int = Field(gt=0, le=100_000)
+    archived_gb: NonNegative = Field(description="GB archived that day")
+    saved_gb: NonNegative = Field(description="GB of storage the day's archiving saved (<= archived_gb)")
+    source_type: ShortText | None = None
+    files_archived: int | None = Field(None, ge=0)
+    source: ShortText | None = None
+
+
+class ArchiveRequest(Strict):
+    """Each source's recent daily records: its last day is the forecast origin; a day without a record
+    archived nothing; every source needs its longest feature window + 1 days from first to last record."""
+
+    records: list[ArchiveRecord] = Field(min_length=1, max_length=MAX_ARCHIVE_RECORDS)
+
+
+class ArchiveForecastPoint(Out):
+    target: str = Field(description="archived_gb | savings_gb")
+    horizon: str = Field(description="the period's name (params.yaml archive.horizons)")
+    days: int = Field(description="days summed after the origin")
+    gb: float = Field(description="the forecast: GB over the period")
+    lo: float | None = Field(description="lower bound of the interval (coverage: `coverage`)")
+    hi: float | None
+    output: str = Field(description="the model's output name, e.g. archived_gb_next_week")
+
+
+class ArchiveForecast(Out):
+    source_id: str
+    origin: str = Field(description="the source's last day in the request: the forecast starts after it")
+    forecasts: list[ArchiveForecastPoint]
+
+
+class ArchiveResponse(Stamped):
+    coverage: float = Field(description="nominal coverage of the intervals")
+    results: list[ArchiveForecast]
 
 
 # --- /similar_incidents -------------------------------------------------------------------------

@@ -120,6 +120,13 @@ MODELS: dict[str, ModelSpec] = {
             "k most similar resolved incidents (text cosine)",
             stage="triage",
         ),
+        ModelSpec(
+            "archive-forecast",
+            "sklearn",
+            ("/forecast_archive",),
+            "GB archived and GB saved per source, next week and month, with intervals",
+            stage="archive",
+        ),
     ]
 }
 
@@ -193,6 +200,13 @@ ENDPOINTS: dict[str, Endpoint] = {
             schemas.IncidentsRequest,
             schemas.ClusterResponse,
             lambda model, req, loaded, cfg: predict.cluster(model, req),
+        ),
+        Endpoint(
+            "/forecast_archive",
+            "archive-forecast",
+            schemas.ArchiveRequest,
+            schemas.ArchiveResponse,
+            lambda model, req, loaded, cfg: predict.forecast_archive(model, req),
         ),
     ]
 }

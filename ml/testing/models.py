@@ -14,9 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml import registry
+from ml import config, registry
+from ml.archive import backtest as archive_backtest
+from ml.archive.model import log_residuals
+from ml.archive.targets import next_period_targets
 from ml.data import schemas
-from ml.data.gold import label_windows, sensor_grid
+from ml.data.gold import archive_grid, label_windows, sensor_grid
+from ml.data.synth.archive import make_archive
 from ml.data.synth.incidents import make_incidents
 from ml.data.synth.sensors import make_sensors
 from ml.features import add_group_load
@@ -45,6 +49,9 @@ SMALL_ANOMALY_PARAMS = {  # a small forest for registry and model-card tests
     "short_window": 6,
     "long_window": 24,
 }
+
+
+ARCHIVE_PARAMS = {"n_threads": 1, "hgb": {"max_iter": 30, "max_leaf_nodes": 7}, "seed": 3}
 
 
 def small_series(seed=0, n=24 * 14) -> pd.DataFrame:
@@ -128,13 +135,15 @@ class ScratchData:
         pd.DataFrame
     )  # gold-like sensor grid (sensor_id, kind, unit, timestamp, value, is_missing, is_anomaly)
     incidents: pd.DataFrame  # silver-like incidents with group_load_24h
+    archive: pd.DataFrame | None = None  # gold-like daily archive activity (archive_grid)
 
 
 def make_data(n_sensors: int = 4, days: int = 21, n_incidents: int = 2000, seed: int = 7) -> ScratchData:
     readings, windows = make_sensors(n_sensors=n_sensors, days=days, seed=seed)
     grid = label_windows(sensor_grid(readings), windows)
     incidents = add_group_load(make_incidents(n_incidents=n_incidents, seed=seed))
-    return ScratchData(grid, incidents)
+    archive = archive_grid(make_archive(seed=seed, n_sources=4, days=200, policy_changes=1)[0])
+    return ScratchData(grid, incidents, archive)
 
 
 def _reference(frame: pd.DataFrame) -> pd.DataFrame:
@@ -265,6 +274,29 @@ def register_incident_clusters(data: ScratchData, export_dir: Path):
     )
 
 
+def register_archive_forecast(data: ScratchData, export_dir: Path):
+    """A small archive forecaster (few trees) with intervals from its in-sample log residuals."""
+    cfg = {
+        **ARCHIVE_PARAMS,
+        **{k: v for k, v in config.section("archive").items() if k not in ARCHIVE_PARAMS},
+    }
+    targets = next_period_targets(data.archive, cfg["horizons"])
+    model = archive_backtest.forecaster(cfg, "hgb").fit(data.archive, targets)
+    pred = model.predict(data.archive)
+    model.set_intervals(
+        {o: log_residuals(targets[o], pred[o])[targets[o].notna().to_numpy()] for o in model.outputs()}
+    )
+    return registry.log_and_register(
+        "archive-forecast",
+        model,
+        params={"archive": {k: cfg[k] for k in ARCHIVE_PARAMS}},
+        metrics={"n_train_rows": float(model.n_train_rows_)},
+        gates=[],
+        input_example=data.archive.drop(columns="is_filled").head(3),
+        export_dir=export_dir,
+    )
+
+
 def build_registry(export_dir: Path, data: ScratchData | None = None, *, anomaly_versions: int = 2) -> dict:
     """Register every served model (sensor-anomaly twice, different seeds: v1 then champion v2)."""
     data = data or make_data()
@@ -278,5 +310,7 @@ def build_registry(export_dir: Path, data: ScratchData | None = None, *, anomaly
     out["system_team"] = register_incident_system_team(data, export_dir)
     out["similar"] = register_incident_similar(data, export_dir)
     out["clusters"] = register_incident_clusters(data, export_dir)
+    if data.archive is not None:
+        out["archive"] = register_archive_forecast(data, export_dir)
     out["data"] = data
     return out

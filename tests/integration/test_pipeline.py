@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -43,6 +44,15 @@ SMALL_GENERATE = {
         "batch_every": "14D",
         "rollout": {"at": "2024-03-01", "system": "ServiceNow HR portal", "share": 0.15},
     },
+    "archive": {
+        "n_sources": 6,
+        "days": 300,
+        "start": "2024-01-01",
+        "policy_changes": 1,
+        "noise": 0.25,
+        "batch_every": "28D",
+        "resend_overlap": "1D",
+    },
 }
 
 
@@ -73,7 +83,8 @@ def small_project(tmp_path_factory) -> tuple[Path, dict]:
     export.write_landing(params["generate"], base / "landing")
     counts = ingest.run(params)
     silver = {
-        t: ingest.read_silver(base / "silver", t) for t in ("sensor_readings", "anomaly_windows", "incidents")
+        t: ingest.read_silver(base / "silver", t)
+        for t in ("sensor_readings", "anomaly_windows", "incidents", "archive_activity")
     }
     gold = build_gold(silver, params["features"])
     (base / "gold").mkdir()
@@ -185,6 +196,33 @@ def test_anomaly_notebook_trains_registers_and_scores(small_project, tmp_path, m
     assert (
         "detections.png" in record["charts"] and (out(base, "anomaly", "charts") / "detections.png").exists()
     )
+
+
+@pytest.mark.slow
+def test_archive_notebook_backtests_registers_and_scores(small_project, tmp_path, monkeypatch):
+    """Notebook 10 under papermill with SMOKE: baselines and the model in one holdout table, a registered
+    version, and batch scores the registered model reproduces."""
+    base, _ = small_project
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", (tmp_path / "artifacts").as_uri())
+    monkeypatch.setenv("OPSLAB_MODELS_DIR", str(tmp_path / "models"))
+    nb = execute(
+        "10_archive_forecast",
+        parameters={"PARAMS_FILE": str(base / "params.yaml"), "SMOKE": True},
+        out_dir=tmp_path,
+    )
+    record = recorded(nb)
+    assert record["smoke"] and record["sources"] == 6
+    models = {key.split(".")[0] for key in record["holdout"]}
+    assert {"seasonal_naive", "linear", "hgb"} <= models, models
+    for key, row in record["holdout"].items():
+        assert row["mae"] >= 0 and np.isfinite(row["r2"]), (key, row)
+    assert record["registry"]["version"] == "1" and len(record["model_sha256"]) == 64
+    scores = pd.read_parquet(out(base, "archive", "scores"))
+    assert len(scores) == 6 and (scores.filter(like="_next_") >= 0).all().all()
+    assert record["registry"]["gates"], "the gates' verdicts are recorded"
+    exported = (tmp_path / "models" / "archive-forecast" / "opslab_model.json").exists()
+    assert exported == bool(record["registry"]["promoted"])  # only a champion is exported
 
 
 @pytest.mark.slow

@@ -56,6 +56,7 @@ REGISTERED = {
     "system_team": "incident-system-team",
     "similar": "incident-similar",
     "clusters": "incident-clusters",
+    "archive": "archive-forecast",
 }
 MISSING_ON_B = ("incident-ttr", "incident-system-team", "incident-clusters")  # exported copies removed
 
@@ -89,6 +90,7 @@ def _build(root: Path) -> None:
         built = testing_models.build_registry(root / "models")
     built["data"].sensors.to_parquet(root / "sensors.parquet")
     built["data"].incidents.to_parquet(root / "incidents.parquet")
+    built["data"].archive.to_parquet(root / "archive.parquet")
     meta = {
         "anomaly": [r.to_dict() for r in built["anomaly"]],
         **{k: built[k].to_dict() for k in REGISTERED},
@@ -557,6 +559,49 @@ def test_cluster_equals_batch_predict_and_top_terms(a, scratch, incidents, meta)
     assert got["number"].tolist() == incidents["number"].tolist()
 
 
+def archive_body(daily: pd.DataFrame, days: int) -> list[dict]:
+    recent = daily[daily["date"] > daily["date"].max() - pd.Timedelta(days=days)].drop(columns="is_filled")
+    recent = recent.assign(date=recent["date"].dt.strftime("%Y-%m-%d"))
+    return [
+        {k: (None if pd.isna(v) else v) for k, v in rec.items()}
+        for rec in json.loads(recent.to_json(orient="records"))
+    ]
+
+
+def test_forecast_archive_equals_the_batch_forecast_and_refuses_bad_records(a, scratch, meta):
+    from ml.archive.predict import forecast_latest
+
+    daily = pd.read_parquet(scratch / "archive.parquet")
+    model = load_version("archive-forecast", meta["archive"]["version"], scratch)
+    body = archive_body(daily, model.min_history_days() + 3)
+    r = a.post("/forecast_archive", {"records": body}, headers=P)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    _stamped(got, meta, "archive")
+    batch = forecast_latest(model, daily).set_index("source_id")  # every day of history: same numbers
+    assert [x["source_id"] for x in got["results"]] == batch.index.tolist()
+    for res in got["results"]:
+        assert res["origin"] == batch.loc[res["source_id"], "origin"].strftime("%Y-%m-%d")
+        assert {(p["target"], p["horizon"]) for p in res["forecasts"]} == {
+            (t, h) for t in ("archived_gb", "savings_gb") for h in ("week", "month")
+        }
+        for p in res["forecasts"]:
+            row = batch.loc[res["source_id"]]
+            assert (p["gb"], p["lo"], p["hi"]) == pytest.approx(
+                (row[p["output"]], row[f"{p['output']}_lo"], row[f"{p['output']}_hi"]), rel=1e-12
+            )
+            assert p["lo"] <= p["gb"] <= p["hi"]
+    bad = [dict(x) for x in body]
+    bad[4]["share_documents"] = min(1.0, bad[4]["share_documents"] + 0.3)  # shares no longer sum to 1
+    r = a.post("/forecast_archive", {"records": bad}, headers=P)
+    assert r.status_code == 422 and "share" in r.text, r.text
+    assert r.json()["detail"][0]["loc"][:2] == ["records", 4], r.text
+    r = a.post("/forecast_archive", {"records": body[-30:]}, headers=P)  # too short a history
+    assert r.status_code == 422 and "days of history" in r.text, r.text
+    r = a.post("/forecast_archive", {"records": [{**body[0], "avg_file_size_mb": -1}]}, headers=P)
+    assert r.status_code == 400 and "avg_file_size_mb" in r.text, r.text
+
+
 def run_reference(name: str, version: str, scratch: Path) -> pd.DataFrame:
     import mlflow
 
@@ -627,6 +672,26 @@ GOOD_BODIES = {  # a valid body per endpoint whose model is fixed (every route b
     "/system_team": {"incidents": [GOOD_TICKET]},
     "/similar_incidents": {"incidents": [GOOD_TICKET], "k": 2},
     "/cluster": {"incidents": [GOOD_TICKET]},
+    "/forecast_archive": {
+        "records": [  # one file share, 95 quiet days (a source needs its longest window + 1)
+            {
+                "source_id": "share-x",
+                "date": str(day.date()),
+                "total_files": 1000 + i,
+                "avg_file_size_mb": 2.0,
+                "share_documents": 0.5,
+                "share_images": 0.2,
+                "share_video": 0.1,
+                "share_email": 0.1,
+                "share_other": 0.1,
+                "archive_frequency_per_day": 1.0,
+                "retention_days": 365,
+                "archived_gb": 1.5,
+                "saved_gb": 0.5,
+            }  # fmt: skip
+            for i, day in enumerate(pd.date_range("2024-01-01", periods=95, freq="D"))
+        ]
+    },
 }
 S = settings.get()
 S_MAX_K = schemas.MAX_K
