@@ -52,6 +52,7 @@ SILVER_TABLES = {
 QUARANTINE_COLUMNS = ["table", "file", "row", "column", "reason", "record"]
 LEDGER = "_batches.json"  # which batch hashes silver already holds
 LOCK = ".ingest.lock"  # held by one ingest_batch at a time
+COUNTS = "ingest_counts.jsonl"  # under the ingest root: one line per received file (the service's counters)
 MAX_FILE_MB = 1024  # default size cap of one received file (params.yaml ingest.max_file_mb)
 SCHEMAS = {
     "sensor_readings": schemas.sensor_readings,
@@ -305,6 +306,53 @@ def ingest_file(path: str | os.PathLike, table: str, root: Path, **kw) -> BatchR
     return ingest_batch(path.read_bytes(), str(path), table, root, **kw)
 
 
+def count_received(
+    root: Path,
+    domain: str,
+    table: str,
+    file,
+    *,
+    result: BatchResult | None = None,
+    refused: str | None = None,
+) -> None:
+    """Append what one received file gave to `<root>/ingest_counts.jsonl` (rows in, loaded, quarantined,
+    duplicates; or refused with the reason). Append-only, so sums over it are counters (`read_counts`)."""
+    line = {"time": pd.Timestamp.now(tz="UTC").isoformat(), "domain": domain, "table": table,
+            "file": Path(file).name, "status": "refused" if refused else ("skipped" if result.skipped else "loaded")}  # fmt: skip
+    if result is not None and not result.skipped:
+        line |= {"rows_in": result.rows_received, "rows_loaded": result.rows_loaded,
+                 "rows_quarantined": result.rows_quarantined, "rows_duplicate": result.rows_duplicate}  # fmt: skip
+    if refused:
+        line["reason"] = refused
+    path = Path(root) / COUNTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_counts(root: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """Per domain, the totals of `ingest_counts.jsonl`: rows_in, rows_loaded, rows_quarantined,
+    rows_duplicate, files (received), files_refused. An unreadable line is skipped, never fatal."""
+    totals: dict[str, dict[str, int]] = {}
+    path = Path(root) / COUNTS
+    if not path.exists():
+        return totals
+    keys = ("rows_in", "rows_loaded", "rows_quarantined", "rows_duplicate")
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            line = json.loads(raw)
+            t = totals.setdefault(str(line["domain"]), dict.fromkeys((*keys, "files", "files_refused"), 0))
+        except (ValueError, KeyError, TypeError):
+            continue
+        t["files"] += 1
+        t["files_refused"] += line.get("status") == "refused"
+        for k in keys:
+            t[k] += int(line.get(k, 0) or 0)
+    return totals
+
+
 # --- sources ----------------------------------------------------------------------------------
 def _frame_parser(loader: Callable[[Path], pd.DataFrame]) -> Callable[[bytes, str], pd.DataFrame]:
     """Adapt a real-data loader (path -> canonical frame) to the bytes parser interface."""
@@ -327,35 +375,36 @@ def run(params: dict, *, root: Path | None = None) -> dict:
     max_bad = float(cfg.get("max_bad_row_fraction", 0.05))
     cap = {"max_file_mb": float(cfg.get("max_file_mb", MAX_FILE_MB))}
     results: list[BatchResult] = []
+
+    def take(domain: str, table: str, path, **kw) -> None:
+        """Ingest one file and count it (refused ones too) in the ingest root's counts."""
+        try:
+            results.append(ingest_file(path, table, root, max_bad_fraction=max_bad, **cap, **kw))
+        except DataValidationError as exc:
+            count_received(root, domain, table, path, refused=str(exc))
+            raise
+        count_received(root, domain, table, path, result=results[-1])
+
     for domain, source in cfg["sources"].items():
         kind = source["kind"]
         if kind == "synthetic":
             for table, path in ingest_files(landing, domain):
-                results.append(ingest_file(path, table, root, max_bad_fraction=max_bad, **cap))
+                take(domain, table, path)
         elif kind == "nab":
             data_dir = resolve(source["path"])
             for csv in sorted((data_dir / "data").rglob("*.csv")):
                 sid = str(csv.relative_to(data_dir / "data").with_suffix(""))
                 parse = _frame_parser(lambda p, sid=sid: sources.read_nab_csv(p, sensor_id=sid))
-                results.append(
-                    ingest_file(csv, "sensor_readings", root, parse=parse, max_bad_fraction=max_bad, **cap)
-                )
+                take(domain, "sensor_readings", csv, parse=parse)
             labels = data_dir / "labels" / "combined_windows.json"
             if labels.exists():
-                parse = _frame_parser(sources.read_nab_labels)
-                results.append(
-                    ingest_file(labels, "anomaly_windows", root, parse=parse, max_bad_fraction=max_bad, **cap)
-                )
+                take(domain, "anomaly_windows", labels, parse=_frame_parser(sources.read_nab_labels))
         elif kind == "servicenow_eventlog":
             parse = _frame_parser(sources.load_incident_event_log)
-            path = resolve(source["path"])
-            results.append(ingest_file(path, "incidents", root, parse=parse, max_bad_fraction=max_bad, **cap))
+            take(domain, "incidents", resolve(source["path"]), parse=parse)
         elif kind == "archive_csv":  # a real archive log in the CSV contract: one file or a folder of them
-            parse = _frame_parser(sources.read_archive_log)
             for csv in sources.archive_log_files(resolve(source["path"])):
-                results.append(
-                    ingest_file(csv, "archive_activity", root, parse=parse, max_bad_fraction=max_bad, **cap)
-                )
+                take(domain, "archive_activity", csv, parse=_frame_parser(sources.read_archive_log))
         else:
             raise ValueError(f"params.yaml ingest.sources.{domain}.kind: unknown source kind {kind!r}")
     silver = root / "silver"

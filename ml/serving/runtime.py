@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
 from ml.monitoring.predlog import PredictionLog
-from ml.serving import broadcast, fast, loading, schemas, settings
+from ml.serving import broadcast, fast, loading, schemas, settings, telemetry
 from ml.serving.guard import REQUEST_ID
 from ml.serving.predict import ClientError
 from ml.serving.table import ENDPOINTS, LOADERS, MODELS, Endpoint, ModelSpec
@@ -86,6 +86,9 @@ class Runtime:
         self.started_at = time.time()
         self.initial_load_done = threading.Event()
         self.follower: broadcast.Follower | None = None
+        self.telemetry = (
+            telemetry.FileSeries()
+        )  # drift, alerts, ingest counters from the operations jobs' files
         self.predlog = PredictionLog(
             self.cfg.prediction_log,
             max_queue=self.cfg.prediction_log_max_queue,
@@ -305,7 +308,7 @@ class Runtime:
             lines += [f"# HELP opslab_prediction_log_{what}_total prediction records {what} by this worker",
                       f"# TYPE opslab_prediction_log_{what}_total counter",
                       f"opslab_prediction_log_{what}_total {value}"]  # fmt: skip
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.telemetry.text()
 
     # --- requests --------------------------------------------------------------------------------------
     def call(self, route: str, request):
@@ -319,6 +322,7 @@ class Runtime:
                 503, f"model {name!r} is not available: {reason}", model=name, headers={"Retry-After": "5"}
             )
         loaded = slot.loaded
+        started = time.perf_counter()
         try:
             fields = ep.predict(loaded.model, request, loaded, self.cfg)
         except ClientError as exc:
@@ -336,4 +340,7 @@ class Runtime:
             **fields,
         )
         self.predlog.record(route, request, response, REQUEST_ID.get())  # queued: never blocks or raises
+        results = fields.get("results")
+        items = len(results) if isinstance(results, list) else 1
+        telemetry.observe(route, name, loaded.source.version, items, time.perf_counter() - started)
         return response

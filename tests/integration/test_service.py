@@ -31,7 +31,7 @@ import pytest
 from ml import registry
 from ml.config import ROOT
 from ml.monitoring import reference
-from ml.serving import accel, guard, runtime, schemas, settings, table
+from ml.serving import accel, guard, runtime, schemas, settings, table, telemetry
 from ml.testing import models as testing_models
 from ml.testing import server
 
@@ -128,8 +128,10 @@ class Server:
             k: v for k, v in os.environ.items() if not k.startswith(("OPSLAB_", "MLFLOW_", "BENTOML_"))
         }
         self.predictions = workdir / f"{name}-predictions"
+        self.state = workdir / f"{name}-monitoring"  # the operations jobs' files this server's /metrics reads
         full_env |= {"BENTOML_HOME": str(workdir / "bentoml"), "PYTHONUNBUFFERED": "1",
-                     settings.ENV_PREDICTION_LOG: str(self.predictions), **env}  # fmt: skip
+                     settings.ENV_PREDICTION_LOG: str(self.predictions), telemetry.ENV_STATE: str(self.state),
+                     telemetry.ENV_INGEST_ROOT: str(workdir / f"{name}-ingest"), **env}  # fmt: skip
         self.started = time.monotonic()
         self.proc = server.start_server(full_env, self.log, self.port, host=host)
         self.client = httpx.Client(base_url=self.url, timeout=60)
@@ -310,6 +312,31 @@ def test_health_endpoints_are_open_and_metrics_name_the_models(a, servers):
     metrics = a.client.get("/metrics").text
     assert 'opslab_model_loaded{model="incident-sla"' in metrics and "opslab_ready 1" in metrics
     assert "bentoml_service_request_total" in metrics
+
+
+def test_metrics_count_predictions_per_model_version_across_workers_and_read_the_alert_state(a, meta):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def value(name: str, **labels) -> float:
+        text = a.client.get("/metrics").text
+        for family in text_string_to_metric_families(text):
+            for smp in family.samples:
+                if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items()):
+                    return smp.value
+        return 0.0
+
+    labels = {"endpoint": "/predict_sla", "model": "incident-sla", "version": meta["sla"]["version"]}
+    before = value("opslab_predictions_total", **labels)
+    for _ in range(6):  # two workers: the requests spread over both, the scrape sums them
+        assert a.post("/predict_sla", {"incidents": [GOOD_INCIDENT] * 2}, headers=P).status_code == 200
+    assert value("opslab_predictions_total", **labels) == before + 12
+    assert value("opslab_prediction_latency_seconds_count", **labels) >= 6
+    a.state.mkdir(exist_ok=True)
+    (a.state / telemetry.ALERT_FILE).write_text(
+        json.dumps({"active": {"drift:incident-sla": {"severity": "warning", "message": "test"}}})
+    )
+    assert value("opslab_alert_active", alert="drift:incident-sla") == 1
+    (a.state / telemetry.ALERT_FILE).unlink()
 
 
 def test_models_lists_versions_sources_and_the_env_rollback(a, meta):

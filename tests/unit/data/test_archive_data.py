@@ -4,6 +4,7 @@ business rules (bad rows quarantined and named), the real-log CSV contract, and 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,26 @@ def test_gold_grid_fills_a_missing_day_as_no_activity_with_the_state_kept():
     assert (filled[["archived_gb", "saved_gb", "files_archived"]] == 0).all().all()
     before = grid[grid["date"] == "2024-01-04"].set_index("source_id")["total_files"]
     assert filled.set_index("source_id")["total_files"].equals(before)
+
+
+def test_every_received_file_is_counted_per_domain_refused_ones_too(tmp_path):
+    """`ingest_counts.jsonl` (the service's ingest counters): rows in / loaded / quarantined per domain, a
+    refused file counted with its reason, a re-sent file counted as received but adding no rows."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copy(SAMPLE, logs / "a.csv")
+    cfg = load_params()
+    cfg["ingest"].update(landing=str(tmp_path / "landing"), root=str(tmp_path), max_bad_row_fraction=0.5)
+    cfg["ingest"]["sources"] = {"archive": {"kind": "archive_csv", "path": str(logs)}}
+    ingest.run(cfg)
+    first = ingest.read_counts(tmp_path)["archive"]
+    assert first == {"rows_in": 15, "rows_loaded": 9, "rows_quarantined": 6, "rows_duplicate": 0,
+                     "files": 1, "files_refused": 0}  # fmt: skip
+    pd.read_csv(SAMPLE, dtype=str).drop(columns=["archived_gb"]).to_csv(logs / "b.csv", index=False)
+    with pytest.raises(ingest.DataValidationError, match="archived_gb"):
+        ingest.run(cfg)  # a.csv again (already in silver), then b.csv refused
+    again = ingest.read_counts(tmp_path)["archive"]
+    assert again == {**first, "files": 3, "files_refused": 1}
+    lines = [json.loads(x) for x in (tmp_path / ingest.COUNTS).read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["loaded", "skipped", "refused"]
+    assert "archived_gb" in lines[-1]["reason"] and lines[-1]["file"] == "b.csv"
