@@ -13,7 +13,7 @@ IMAGE ?= opslab-ml:latest
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup browser all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team train-archive score-incidents quality monitor train-all promote rollback report lab test test-all lint format notebooks bench bench-nab serve bento timings clean
+.PHONY: help setup browser all data eda train-anomaly train-forecast train-sla train-ttr train-clusters train-triage train-system-team train-archive score-incidents quality monitor monitor-live train-all promote rollback scheduler report lab test test-all lint format notebooks bench bench-nab serve bento timings clean
 
 help: ## list every target with what it does
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,9 @@ quality: setup ## data-quality gate (pandera + Evidently) on the newest landing 
 monitor: setup ## drift over time, Evidently reports, prediction monitoring: notebook 09 (dvc repro monitor)
 	$(RUN) dvc repro monitor
 
+monitor-live: setup ## live monitoring of the prediction log since the last run: drift, live performance, alerts -> data/monitoring/live.json, docs/ml/live/
+	$(RUN) python -m ml.monitoring.job
+
 score-incidents: setup ## score every open incident with every incident champion -> data/scores/open_incidents.parquet
 	$(RUN) dvc repro score_incidents
 
@@ -86,6 +89,9 @@ promote: setup ## make VERSION the champion of MODEL by hand, e.g. make promote 
 
 rollback: setup ## give `champion` back to the previous champion of MODEL, e.g. make rollback MODEL=sensor-anomaly
 	$(RUN) python -m ml.registry rollback --model $(MODEL)
+
+scheduler: setup ## run the operations jobs on params.yaml operations.schedule (monitoring hourly, retrain-if-needed weekly); prints them first
+	exec $(RUN) python -m ml.scheduler
 
 report: setup ## render executed notebooks to docs/ml/html and write docs/ml/index.html
 	$(RUN) dvc repro report

@@ -38,6 +38,7 @@ import pandera.pandas as pa
 
 from ml import config
 from ml.data import landing, schemas
+from ml.monitoring import alerts
 from ml.monitoring.drift import incident_monitor_frame
 from ml.monitoring.evidently import evidently_dataset, save_snapshot_json, split_columns
 
@@ -475,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--params", default="params.yaml", help="params file with a `quality:` section")
     args = ap.parse_args(argv)
+    params: dict = {}
     try:
         params = config.load_params(args.params) if Path(args.params).exists() else {}
         current_path = landing.newest_file(Path(args.current), args.domain)
@@ -487,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         thresholds = thresholds_from_params(params, domain)
     except (InputError, FileNotFoundError) as exc:  # FileNotFoundError: a directory without records files
         print(f"quality gate: cannot read input: {exc}", file=sys.stderr)
+        alerts.report_outcome(params, "quality_gate_failed", args.domain or "unknown", False,
+                              f"quality gate cannot read its input: {exc}", {"current": args.current})  # fmt: skip
         return 2
     out_dir = Path(args.out)
     result = run_gate(reference, current, domain, thresholds, unparseable=bad,
@@ -494,6 +498,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_outputs(result, out_dir)
     print(result.summary())
     print(f"  -> {paths['json']}, {paths['html']}")
+    details = {
+        "failed": [f"{c.name} {c.column or ''}".strip() for c in result.failed],
+        "report": str(paths["html"]),
+    }
+    head = result.summary().splitlines()[0]
+    alerts.report_outcome(params, "quality_gate_failed", domain, result.passed, head, details)  # never raises
     return 0 if result.passed else 1
 
 

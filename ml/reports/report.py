@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from ml.config import METRICS, ROOT
+from ml.config import METRICS, ROOT, load_params
 from ml.reports import model_cards, summary
 from ml.reports.notebooks import render_html
 
@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = [("latest runs per model (MLflow)", runs_page), ("service benchmark", docs / "bench.md")]
     extra += [(f"drift report: {p.stem}", p) for p in sorted((docs / "drift").glob("*.html"))]
     extra += [(f"quality gate: {p.parent.name}", p) for p in sorted((docs / "quality").glob("**/*.html"))]
+    # the monitoring job's page (operations.report): build_index links it only once the job has written it
+    live = ROOT / load_params()["operations"]["report"] / "index.html"
+    if live.resolve().is_relative_to(docs.resolve()):
+        extra.append(("live monitoring (production traffic)", live))
     models = summary.summary_rows(cards_dir, METRICS)
     build_index(index, pages, docs, cards=cards, extra=extra, models=models)
     for p in pages:

@@ -51,7 +51,7 @@ def _counters():
     if _series is None:
         with _lock:
             if _series is None:
-                from prometheus_client import Counter, Histogram
+                from prometheus_client import Counter, Histogram  # after BentoML set multiprocess mode
 
                 labels = ("endpoint", "model", "version")
                 _series = (
@@ -213,7 +213,7 @@ class FileSeries:
         return lines
 
     def text(self) -> str:
-        from ml.data.ingest import COUNTS, read_counts
+        from ml.data.ingest import COUNTS, read_counts  # pandera & co load only when /metrics is first read
 
         lines = self._cached(self.state_dir / LIVE_FILE, lambda p: live_lines(json.loads(p.read_text())))
         alerts = self._cached(self.state_dir / ALERT_FILE, lambda p: alert_lines(json.loads(p.read_text())))

@@ -314,3 +314,38 @@ def build_registry(export_dir: Path, data: ScratchData | None = None, *, anomaly
         out["archive"] = register_archive_forecast(data, export_dir)
     out["data"] = data
     return out
+
+
+# the DVC stage -> the scratch registrar of the model it trains (the loop test's retrain command)
+STAGE_REGISTRARS = {
+    "anomaly": register_sensor_anomaly,
+    "forecast": register_sensor_forecast,
+    "sla": register_incident_sla,
+    "ttr": register_incident_ttr,
+    "triage": register_incident_triage,
+    "system_team": register_incident_system_team,
+    "clustering": register_incident_clusters,
+    "archive": register_archive_forecast,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ml.testing.models --export-dir DIR [--seed N] STAGE ...`: register a new version of each
+    stage's model in the registry of MLFLOW_TRACKING_URI, trained on scratch data of that seed: a stand-in
+    for `dvc repro STAGE` where a test runs the retrain job (`operations.retrain.command`)."""
+    import argparse  # only the command line needs it
+
+    ap = argparse.ArgumentParser(prog="python -m ml.testing.models", description=main.__doc__.split("\n")[0])
+    ap.add_argument("stages", nargs="+", choices=sorted(STAGE_REGISTRARS))
+    ap.add_argument("--export-dir", required=True, type=Path)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    data = make_data(seed=args.seed)
+    for stage in args.stages:
+        reg = STAGE_REGISTRARS[stage](data, args.export_dir)
+        print(f"{stage}: {reg.name} v{reg.version} ({'champion' if reg.promoted else 'not promoted'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

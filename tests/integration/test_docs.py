@@ -22,7 +22,9 @@ def test_each_stage_depends_on_exactly_the_code_it_imports():
     assert dvc_deps.main(["--check"]) == 0, "run `uv run python -m scripts.dvc_deps`"
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/architecture.md", "docs/scaling.md", "docs/serving.md"])
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/architecture.md", "docs/scaling.md", "docs/serving.md", "docs/operations.md"]
+)
 def test_local_links_resolve(doc):
     path = ROOT / doc
     if not path.exists():
@@ -41,7 +43,7 @@ def test_local_links_resolve(doc):
 CODE_PATH = re.compile(r"(?<![\w/.(])ml/[\w/]*\w(?:\.py|/)?")
 MODULE_RUN = re.compile(r"python -m (ml(?:\.\w+)+)")
 PROSE = ["README.md", "tests/README.md", "docs/architecture.md", "docs/scaling.md", "docs/serving.md",
-         "params.yaml", "Makefile", "dvc.yaml", "bentofile.yaml"]  # fmt: skip
+         "docs/operations.md", "params.yaml", "Makefile", "dvc.yaml", "bentofile.yaml"]  # fmt: skip
 
 
 @pytest.mark.parametrize("doc", PROSE)

@@ -11,7 +11,10 @@ from ml.config import ROOT
 
 ML = ROOT / "ml"
 MODULES = sorted(p for p in ML.rglob("*.py"))
-TOP_LEVEL = {"__init__.py", "config.py", "features.py", "plots.py", "registry.py"}
+# the shared modules, and the two operations entry points issue #17 names (`python -m ml.retrain`, `python -m
+# ml.scheduler`, run by cron / Kubernetes as docs/operations.md shows): their parts live in ml/operations/
+ENTRY_POINTS = {"retrain.py", "scheduler.py"}
+TOP_LEVEL = {"__init__.py", "config.py", "features.py", "plots.py", "registry.py"} | ENTRY_POINTS
 MAX_LINES = 600
 # Over the limit on purpose, with the reason: the design card names ml/registry.py as the one module for MLflow
 # logging, gates, aliases and the canonical model bytes every version goes through (~45 call sites).

@@ -14,7 +14,7 @@ from ml import config
 from ml.config import ROOT
 from ml.data.synth.common import TS_FORMAT
 from ml.data.synth.sensors import make_sensors
-from ml.monitoring import quality
+from ml.monitoring import alerts, quality
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_pandera_failures_are_counted_per_check():
     assert pd.notna(failed[0].column)
 
 
-def test_a_batch_with_unseen_systems_fails_against_the_batches_before_it(tmp_path, capsys):
+def test_a_batch_with_unseen_systems_fails_against_the_batches_before_it(tmp_path, capsys, alert_state):
     """The reference is the landing batches older than the checked one, never silver that already holds it."""
     from ml.data.synth.incidents import make_incidents  # only this test needs incidents
 
@@ -146,9 +146,23 @@ def test_a_batch_with_unseen_systems_fails_against_the_batches_before_it(tmp_pat
     failed = json.loads((tmp_path / "out" / "quality.json").read_text())["failed"]
     assert [c["column"] for c in failed if c["name"] == "new categories share"] == ["cmdb_ci"]
     assert failed[0]["measured"] == pytest.approx(unseen.mean(), abs=0.01)
+    alert = alerts.AlertManager(alert_state).active()["quality_gate_failed:incidents"]  # fired by the gate
+    assert "new categories share cmdb_ci" in alert["details"]["failed"]
 
     (landing_dir / "incidents_20240401T0000.json").write_text(
         parts[2].to_json(orient="records", date_format="iso")
     )
     assert quality.main(["--domain", "incidents", "--reference", str(landing_dir), "--current", str(landing_dir),
                          "--out", str(tmp_path / "ok"), "--params", str(ROOT / "params.yaml")]) == 0  # fmt: skip
+    assert alerts.AlertManager(alert_state).active() == {}  # a pass clears it
+
+
+def test_the_quality_gate_raises_its_alert_and_keeps_its_exit_code(tmp_path, monkeypatch, alert_state):
+    args = ["--domain", "incidents", "--reference", str(tmp_path), "--current", str(tmp_path / "none"),
+            "--out", str(tmp_path / "out"), "--params", str(ROOT / "params.yaml")]  # fmt: skip
+    assert quality.main(args) == 2  # cannot read its input
+    assert "quality_gate_failed:incidents" in alerts.AlertManager(alert_state).active()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(alerts.ENV_STATE, str(blocker / "state"))
+    assert quality.main(args) == 2  # alerting fails: the gate's verdict stands
