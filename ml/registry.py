@@ -75,9 +75,12 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
 
 
-def artifact_root() -> str:
-    """Where new experiments keep artifacts: `MLFLOW_ARTIFACT_ROOT` or `<project>/mlartifacts`."""
-    return os.environ.get("MLFLOW_ARTIFACT_ROOT") or (ROOT / "mlartifacts").as_uri()
+def artifact_root() -> str | None:
+    """Where new experiments keep artifacts: `MLFLOW_ARTIFACT_ROOT`; else, with an HTTP tracking server, None
+    (the server stores and serves them: `mlflow server --artifacts-destination`); else `<project>/mlartifacts`."""
+    if os.environ.get("MLFLOW_ARTIFACT_ROOT"):
+        return os.environ["MLFLOW_ARTIFACT_ROOT"]
+    return None if tracking_uri().startswith(("http://", "https://")) else (ROOT / "mlartifacts").as_uri()
 
 
 def client():
@@ -92,7 +95,8 @@ def experiment(name: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return c.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+    root = artifact_root()
+    return c.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
 
 
 # --- provenance -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -229,6 +230,26 @@ class Decision:
         return bool(self.reasons)
 
 
+def _alert_reason(d: Decision, key: str, alert: Any, last_attempt: dt.datetime | None) -> None:
+    """An active alert is a reason to retrain, unless it was already firing at the last retrain attempt
+    (that attempt acted on it; it stays active until the monitoring job sees the new version clear it)."""
+    text = alert.get("message") if isinstance(alert, Mapping) else None
+    since = _when(alert.get("since")) if isinstance(alert, Mapping) else None
+    if last_attempt is not None and since is not None and since <= last_attempt:
+        d.checks.append(f"active alert {key} fired {since.isoformat()}, before the last retrain attempt "
+                        f"({last_attempt.isoformat()}): already acted on")  # fmt: skip
+        return
+    d.reasons.append(f"active alert {key}" + (f": {text}" if text else ""))
+
+
+def _when(value: Any) -> dt.datetime | None:
+    try:
+        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 def decide(p: ModelPolicy, ev: Evidence, *, min_live_rows: int = 0) -> Decision:
     """Every trigger of the policy, each with a sentence: a reason to retrain, or why it does not fire."""
     d = Decision(p.name)
@@ -244,14 +265,12 @@ def decide(p: ModelPolicy, ev: Evidence, *, min_live_rows: int = 0) -> Decision:
         (d.reasons if age > p.max_age_days else d.checks).append(msg)
     if p.on_drift_alert:
         if ev.drift_alert is not None:
-            text = ev.drift_alert.get("message") if isinstance(ev.drift_alert, Mapping) else None
-            d.reasons.append(f"active alert {DRIFT_ALERT.format(p.name)}" + (f": {text}" if text else ""))
+            _alert_reason(d, DRIFT_ALERT.format(p.name), ev.drift_alert, ev.last_attempt)
         else:
             d.checks.append(f"no active {DRIFT_ALERT.format(p.name)} alert")
     if p.on_performance_alert:
         for key, alert in ev.performance_alerts.items():
-            text = alert.get("message") if isinstance(alert, Mapping) else None
-            d.reasons.append(f"active alert {key}" + (f": {text}" if text else ""))
+            _alert_reason(d, key, alert, ev.last_attempt)
         if not ev.performance_alerts:
             d.checks.append("no active performance alert (" + ", ".join(PERFORMANCE_ALERTS) + ")")
     if p.min_new_labelled_rows is not None and ev.new_rows is not None:

@@ -171,6 +171,25 @@ def test_a_recent_retrain_attempt_restarts_the_age_clock():
     assert not d.needed and "the last retrain attempt is 2.0 days old" in d.checks[0]
 
 
+def test_an_alert_already_firing_at_the_last_attempt_is_not_a_new_reason():
+    """The retrain that acted on an alert leaves it firing until the monitoring job clears it on the new
+    version: the next run must not retrain again for the same alert, but a later alert is a reason."""
+    attempt = NOW - dt.timedelta(hours=3)
+    old = {"message": "PSI 0.4", "since": (attempt - dt.timedelta(hours=1)).isoformat()}
+    new = {"message": "PSI 0.5", "since": (attempt + dt.timedelta(hours=1)).isoformat()}
+    acted = pol.decide(
+        sla_policy(), pol.Evidence(now=NOW, champion="4", drift_alert=old, last_attempt=attempt)
+    )
+    assert not acted.needed and any("already acted on" in c for c in acted.checks)
+    fresh = pol.decide(
+        sla_policy(), pol.Evidence(now=NOW, champion="4", drift_alert=new, last_attempt=attempt)
+    )
+    assert fresh.reasons == ["active alert drift:incident-sla: PSI 0.5"]
+    perf = pol.Evidence(now=NOW, champion="4", performance_alerts={"auc_drop:incident-sla": old},
+                        last_attempt=attempt)  # fmt: skip
+    assert not pol.decide(sla_policy(), perf).needed
+
+
 def test_new_labels_count_from_what_the_champion_could_have_seen():
     st = {"champion": "3", "created": NOW, "training_to": "2024-10-01 00:00:00"}
     day = dt.timedelta(days=1)

@@ -1,0 +1,223 @@
+"""The operations loop end to end (docs/operations.md), with real processes throughout:
+
+a `bentoml serve` answers /predict_sla traffic whose ticket mix is shifted away from the training reference
+-> its prediction log -> `python -m ml.monitoring.job` sees the drift and raises `drift:incident-sla` in the
+alert log and at a local webhook receiver -> `python -m ml.retrain --if-needed` retrains (the command is the
+scratch trainer standing in for `dvc repro sla`), the new version becomes champion, the job asks the service
+to reload with the admin key -> the service answers with the new version. A second run of both with no new
+data does nothing and says why.
+
+Once with the registry in SQLite, once through a local `mlflow server` process (HTTP tracking, registry and
+artifacts), the way a team shares one tracking server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from ml.config import ROOT, load_params
+from ml.monitoring import predlog
+from ml.serving import guard, schemas, settings, telemetry
+from ml.testing import models as testing_models
+from ml.testing import server
+
+pytestmark = [pytest.mark.xdist_group("operations-loop"), pytest.mark.slow]
+
+ADMIN_KEY = "admin-key-for-the-loop-0123456789"
+WINDOW_S = 4  # operations.window in this test: the job judges whole windows of this many seconds
+
+
+class Webhook:
+    """A Slack-compatible incoming webhook on 127.0.0.1 that keeps what it receives."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url}: the process exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not answering after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def loop_params(work: Path) -> Path:
+    """The project's params with the loop's state under `work`, short windows, and the scratch trainer."""
+    params = load_params(ROOT / "params.yaml")
+    ops = params["operations"]
+    ops.update(predictions=str(work / "predictions"), state=str(work / "state"), report=str(work / "report"),
+               window=f"{WINDOW_S}s", settle="1s", min_rows=30, lookback="1D")  # fmt: skip
+    params["features"]["silver"] = str(work / "silver")  # no labels have arrived: drift is the trigger
+    retrain = ops["retrain"]
+    retrain["command"] = f"python -m ml.testing.models --export-dir {work / 'models'} --seed 8 {{stages}}"
+    retrain["reload_timeout_seconds"] = 120
+    retrain["models"]["incident-sla"].update(
+        max_age_days=None, min_new_labelled_rows=None, performance_drop=None
+    )
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def shifted(incidents: pd.DataFrame) -> list[dict]:
+    """Real scratch tickets, but all arriving by one channel at top priority in one category at 3 a.m."""
+    rows = incidents.copy()
+    top = rows["category"].value_counts().index[-1]  # the rarest category
+    rows = rows.assign(category=top, priority=1, impact=1, urgency=1, contact_type="Self-service")
+    rows["opened_at"] = pd.to_datetime(rows["opened_at"]).dt.normalize() + pd.Timedelta(hours=3)
+    return [schemas.incident_payload(r) for r in rows.to_dict("records")]
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{cmd[2:4]} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.mark.parametrize("tracking", ["sqlite", "mlflow-server"])
+def test_drifted_traffic_alerts_retrains_and_the_service_answers_with_the_new_version(
+    tracking, tmp_path, monkeypatch
+):
+    work = tmp_path
+    procs: list[subprocess.Popen] = []
+    hook = Webhook()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSLAB_", "MLFLOW_", "BENTOML_"))}
+    try:
+        if tracking == "sqlite":
+            reg_env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+                       "MLFLOW_ARTIFACT_ROOT": (work / "artifacts").as_uri()}  # fmt: skip
+        else:  # a tracking server owning the store and the artifacts; clients only know its URL
+            port = server.free_port()
+            log = work / "mlflow-server.log"
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                 "--backend-store-uri", f"sqlite:///{work / 'server.db'}",
+                 "--artifacts-destination", str(work / "server-artifacts"), "--workers", "1"],
+                env=base_env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            ))  # fmt: skip
+            wait_http(f"http://127.0.0.1:{port}/health", procs[-1], log)
+            reg_env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+            monkeypatch.delenv("MLFLOW_ARTIFACT_ROOT", raising=False)
+        for k, v in reg_env.items():
+            monkeypatch.setenv(k, v)
+        data = testing_models.make_data()
+        first = testing_models.register_incident_sla(data, work / "models")
+        assert first.version == "1" and first.promoted
+
+        env = base_env | reg_env | {
+            "OPSLAB_MODELS_DIR": str(work / "models"),
+            settings.ENV_PREDICTION_LOG: str(work / "predictions"),
+            settings.ENV_API_KEYS: f"admin:sha256:{guard.hash_key(ADMIN_KEY).hex()}",
+            settings.ENV_REQUIRED: "incident-sla",
+            telemetry.ENV_STATE: str(work / "state"),
+            "BENTOML_HOME": str(work / "bentoml"),
+            "PYTHONUNBUFFERED": "1",
+        }  # fmt: skip
+        port = server.free_port()
+        url = f"http://127.0.0.1:{port}"
+        procs.append(server.start_server(env, work / "service.log", port))
+        wait_http(f"{url}/readyz", procs[-1], work / "service.log")
+        headers = {guard.HEADER.decode(): ADMIN_KEY}
+        client = httpx.Client(base_url=url, headers=headers, timeout=60)
+
+        # traffic over three whole windows: every ticket shifted, each one sent once (the job judges tickets)
+        tickets = shifted(data.incidents)
+        span, chunk = 3 * WINDOW_S + 1, 20
+        start, sent = time.time(), 0
+        for i in range(0, len(tickets), chunk):  # paced evenly over the span
+            time.sleep(max(0.0, start + span * i / len(tickets) - time.time()))
+            r = client.post("/predict_sla", json={"incidents": tickets[i : i + chunk]})
+            assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+            sent += len(tickets[i : i + chunk])
+        deadline = time.monotonic() + 30
+        while len(predlog.read_log(work / "predictions", model="incident-sla")) < sent:
+            assert time.monotonic() < deadline, "the prediction log did not receive every answered item"
+            time.sleep(0.5)
+        time.sleep(WINDOW_S + 1)  # the last window has ended and settled
+
+        params = loop_params(work)
+        job_env = env | {"OPSLAB_ALERT_WEBHOOK": hook.url, "OPSLAB_ALERT_STATE": str(work / "state")}
+        job = run([sys.executable, "-m", "ml.monitoring.job", "--params", str(params)], job_env)
+        alert_log = work / "state" / "alerts.jsonl"
+        assert alert_log.exists(), (
+            f"no alert log:\n{job.stdout}\n{(work / 'state' / 'live.json').read_text()[:3000]}"
+        )
+        fired = [json.loads(x) for x in alert_log.read_text().splitlines()]
+        drift = [e for e in fired if e.get("key") == "drift:incident-sla" and e.get("event") == "fired"]
+        assert drift, f"no drift alert:\n{job.stdout}\n{fired}"
+        assert any("drift:incident-sla" in json.dumps(m) for m in hook.received), hook.received
+        live = json.loads((work / "state" / "live.json").read_text())
+        assert live["incident-sla"]["versions"]["1"]["drifted_features"], live["incident-sla"]
+        again = run([sys.executable, "-m", "ml.monitoring.job", "--params", str(params)], job_env)
+        assert "no new predictions" in again.stdout, again.stdout  # a second run with no new data
+
+        retrain_env = job_env | {"OPSLAB_SERVICE_URL": url, "OPSLAB_ADMIN_KEY": ADMIN_KEY}
+        cmd = [
+            sys.executable,
+            "-m",
+            "ml.retrain",
+            "--if-needed",
+            "--params",
+            str(params),
+            "--model",
+            "incident-sla",
+        ]
+        done = run(cmd, retrain_env)
+        assert "active alert drift:incident-sla" in done.stdout, done.stdout
+        r = client.post("/predict_sla", json={"incidents": tickets[:5]})
+        assert r.status_code == 200 and r.json()["model_version"] == "2", r.text  # reloaded, no restart
+        audit = [json.loads(x) for x in (work / "state" / "audit.jsonl").read_text().splitlines()]
+        trained = [a for a in audit if a.get("kind") == "retrain"]
+        assert trained and trained[-1]["models"]["incident-sla"]["status"] == "promoted", trained
+        assert any("retrain" in json.dumps(m).lower() for m in hook.received), (
+            "no notification of the retrain"
+        )
+
+        # a second retrain run with nothing new does nothing, and says why
+        before = (work / "state" / "audit.jsonl").read_text()
+        idle = run(cmd, retrain_env)
+        assert "no retrain" in idle.stdout and "already acted on" in idle.stdout, idle.stdout
+        new_runs = (work / "state" / "audit.jsonl").read_text()[len(before) :]
+        assert '"kind": "retrain"' not in new_runs, new_runs
+        client.close()
+    finally:
+        hook.close()
+        for proc in reversed(procs):
+            server.stop_server(proc)
