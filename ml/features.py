@@ -249,7 +249,11 @@ def hours_to_business(opened_at, start: int = 8, end: int = 18) -> np.ndarray:
     """Hours from opening until the next business hour (Mon-Fri start..end); 0 inside business hours.
 
     Counted on the wall clock (a tz-aware input's local time; a DST change in between is not counted)."""
-    when = _naive_ns(opened_at)
+    return business_wait(_naive_ns(opened_at), start, end)
+
+
+def business_wait(when: np.ndarray, start: int, end: int) -> np.ndarray:
+    """`hours_to_business` on naive datetime64[ns] values, in numpy only (the serving fast path's too)."""
     day = when.astype("datetime64[D]")
     hour = (when - day) / np.timedelta64(1, "h")
     dow = _weekday(when)
@@ -426,22 +430,7 @@ class IncidentFeatures(TransformerMixin, BaseEstimator):
         Built column by column in numpy (not by assigning into a DataFrame): one ticket at serving time
         costs tens of microseconds here instead of milliseconds.
         """
-        when = _naive_ns(frame["opened_at"])
-        with np.errstate(invalid="ignore"):  # NaT rows: NaN below
-            minutes = (when - when.astype("datetime64[D]")) // np.timedelta64(1, "m")
-        minutes = np.where(np.isnat(when), np.nan, minutes)
-        whole, minute = minutes // 60, minutes % 60
-        hour = whole + minute / 60.0
-        weekday = _weekday(when)
-        cols = [
-            hour,
-            np.sin(2 * np.pi * hour / 24),
-            np.cos(2 * np.pi * hour / 24),
-            weekday,
-            (weekday >= 5).astype(float),
-            ((whole < 7) | (whole >= 20)).astype(float),
-            hours_to_business(when, *self.business_hours),
-        ]
+        cols = calendar_columns(_naive_ns(frame["opened_at"]), self.business_hours)
         cols += [_floats(frame[c]) for c in ("impact", "urgency", "priority")]
         with np.errstate(divide="ignore", invalid="ignore"):
             cols.append(np.log(_floats(frame["sla_target_hours"])))
@@ -485,6 +474,19 @@ def _naive_ns(opened_at) -> np.ndarray:
     if t.tz is not None:
         t = t.tz_localize(None)
     return t.to_numpy(dtype="datetime64[ns]")
+
+
+def calendar_columns(when: np.ndarray, business_hours: tuple[int, int]) -> list[np.ndarray]:
+    """The CALENDAR_FEATURES of datetime64[ns] open times (NaT rows: NaN), for training and the fast path."""
+    with np.errstate(invalid="ignore"):  # NaT rows: NaN below
+        minutes = (when - when.astype("datetime64[D]")) // np.timedelta64(1, "m")
+    minutes = np.where(np.isnat(when), np.nan, minutes)
+    whole, minute = minutes // 60, minutes % 60
+    hour = whole + minute / 60.0
+    weekday = _weekday(when)
+    cycle = [np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)]
+    flags = [(weekday >= 5).astype(float), ((whole < 7) | (whole >= 20)).astype(float)]  # weekend, night
+    return [hour, *cycle, weekday, *flags, business_wait(when, *business_hours)]
 
 
 def _weekday(when: np.ndarray) -> np.ndarray:

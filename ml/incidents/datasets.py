@@ -30,19 +30,21 @@ def load_gold(gold_dir: str | Path, table: str, smoke_incidents: int | None = No
 # Open-time fields the silver table does not carry but an event log may: who opened the ticket. Every
 # event holds the same (final) value; a log without the column simply has no such feature.
 EXTRA_OPEN_TIME = ("opened_by",)
+ROUTED_AT = "routed_at"  # the first event's time: `ml.incidents.history.ROUTED_AT` (not imported: stage deps)
 
 
 def load_event_log(path: str | Path, max_incidents: int | None = None) -> pd.DataFrame:
     """A ServiceNow event-log CSV collapsed to one row per incident (`ml.data.sources`), with the group
-    load and the `EXTRA_OPEN_TIME` columns the log has (from each incident's first event)."""
+    load, the `EXTRA_OPEN_TIME` columns the log has (from each incident's first event) and `routed_at`, when
+    that first event was logged (the initial group is known from then on)."""
     events = sources.read_incident_event_log(path)
     incidents = sources.collapse_event_log(events)
-    extra = [c for c in EXTRA_OPEN_TIME if c in events.columns]
-    if extra:
-        first = events.sort_values(["number", *sources.EVENT_ORDER], kind="stable", na_position="last")
-        first = first.drop_duplicates("number", keep="first").set_index("number")
-        for col in extra:
-            incidents[col] = incidents["number"].map(first[col]).astype(object)
+    first = events.sort_values(["number", *sources.EVENT_ORDER], kind="stable", na_position="last")
+    first = first.drop_duplicates("number", keep="first").set_index("number")
+    for col in [c for c in EXTRA_OPEN_TIME if c in events.columns]:
+        incidents[col] = incidents["number"].map(first[col]).astype(object)
+    if "sys_updated_at" in first:  # when the first event (open-time fields, initial group) was logged
+        incidents[ROUTED_AT] = pd.to_datetime(incidents["number"].map(first["sys_updated_at"]))
     incidents = sort_by_time(incidents).reset_index(drop=True)
     if max_incidents:
         incidents = incidents.head(int(max_incidents))

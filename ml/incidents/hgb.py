@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from ml.data import schemas
-from ml.incidents.history import history_columns, routing_columns
+from ml.incidents.history import history_columns, routing_columns, routing_share_columns, share_columns
 
 # Open-time fields a model may read: the silver schema's, plus who opened the ticket when a log has it.
 OPEN_TIME_FIELDS = frozenset(schemas.OPEN_TIME_COLUMNS) | {"opened_by"}
@@ -55,6 +55,7 @@ class OpenTimeFrame(TransformerMixin, BaseEstimator):
         cats = [c for c in self.categorical_columns if c in X.columns]
         self.history_ = history_columns(X) if self.history else []
         routing = routing_columns(X) if self.history and self.routing else []
+        self.history_ += routing_share_columns(X) if self.history and self.routing else []
         self.vocab_ = {c: self._vocab(X[c]) for c in [*cats, *routing]}
         self.feature_names_out_ = [*self.vocab_, *LEVELS, *(["open_hour", "open_weekday"] if self.calendar else []),
                                    *self.history_]  # fmt: skip
@@ -152,18 +153,22 @@ class _OpenTimeHGB(BaseEstimator):
         F = self.frame_.fit(X).transform(X)
         return F, recency_weights(X["opened_at"], self.half_life_days)
 
+    def _fit_classifier(self, X: pd.DataFrame, labels: np.ndarray):
+        """Fit the trees on the frame's columns (native categoricals), recency-weighted; sets classes_."""
+        F, w = self._frame(X)
+        clf = HistGradientBoostingClassifier(
+            categorical_features=self.frame_.categorical_mask_, **_hgb_kwargs(self)
+        )
+        self.model_ = clf.fit(F, labels, sample_weight=w)
+        self.classes_ = self.model_.classes_
+        return self
+
 
 class BreachClassifier(ClassifierMixin, _OpenTimeHGB):
     """P(SLA breach) from open-time fields (and history): y is 0/1."""
 
     def fit(self, X: pd.DataFrame, y):
-        F, w = self._frame(X)
-        clf = HistGradientBoostingClassifier(
-            categorical_features=self.frame_.categorical_mask_, **_hgb_kwargs(self)
-        )
-        self.model_ = clf.fit(F, np.asarray(y, dtype=int), sample_weight=w)
-        self.classes_ = self.model_.classes_
-        return self
+        return self._fit_classifier(X, np.asarray(y, dtype=int))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.model_.predict_proba(self.frame_.transform(X))
@@ -173,21 +178,46 @@ class BreachClassifier(ClassifierMixin, _OpenTimeHGB):
 
 
 class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
-    """The initial assignment group (multiclass) with a ranked top-k; y is the label per record."""
+    """The initial assignment group (multiclass) with a ranked top-k; y is the label per record.
+
+    With `prior_weight` > 0 the trees' probabilities are blended with a routing prior: the mean over keys
+    of the recency-weighted share of each group among the key's earlier tickets (`share_*` columns of
+    `ml.incidents.history.routing_shares`; records without them keep the trees' probabilities)."""
 
     _routing = True
 
+    def __init__(
+        self,
+        categorical_columns=(),
+        calendar=True,
+        history=True,
+        max_categories=250,
+        half_life_days=None,
+        max_iter=200,
+        learning_rate=0.05,
+        max_leaf_nodes=31,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        random_state=0,
+        prior_weight=0.0,
+    ):
+        super().__init__(
+            categorical_columns, calendar, history, max_categories, half_life_days, max_iter,
+            learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization, random_state,
+        )  # fmt: skip
+        self.prior_weight = prior_weight
+
     def fit(self, X: pd.DataFrame, y):
-        F, w = self._frame(X)
-        clf = HistGradientBoostingClassifier(
-            categorical_features=self.frame_.categorical_mask_, **_hgb_kwargs(self)
-        )
-        self.model_ = clf.fit(F, np.asarray(y, dtype=object).astype(str), sample_weight=w)
-        self.classes_ = self.model_.classes_
-        return self
+        return self._fit_classifier(X, np.asarray(y, dtype=object).astype(str))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict_proba(self.frame_.transform(X))
+        P = self.model_.predict_proba(self.frame_.transform(X))
+        if not self.prior_weight or not self.history:
+            return P
+        prior = routing_prior(X, self.classes_)
+        has = ~np.isnan(prior).any(axis=1)
+        P[has] = (1.0 - self.prior_weight) * P[has] + self.prior_weight * prior[has]
+        return P
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -202,7 +232,9 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
 class QuantileHours(RegressorMixin, _OpenTimeHGB):
     """Hours to resolution at `quantiles` (log1p target); the latest `calibration_fraction` of the rows
     (pass them in time order) shifts each level by the level-quantile of its residuals (split conformal),
-    then the trees are refitted on all rows with those shifts (`refit`)."""
+    then the trees are refitted on all rows with those shifts (`refit: true`), or only the median level
+    (`refit: median`: the P50 learns from the latest rows while the P10-P90 band keeps the models its
+    shifts were calibrated on, so its coverage stays split-conformal)."""
 
     def __init__(
         self,
@@ -229,13 +261,13 @@ class QuantileHours(RegressorMixin, _OpenTimeHGB):
         self.calibration_fraction = calibration_fraction
         self.refit = refit
 
-    def _fit_levels(self, F, z, w) -> list:
+    def _fit_levels(self, F, z, w, levels=None) -> list:
         mask = self.frame_.categorical_mask_
         return [
             HistGradientBoostingRegressor(
                 loss="quantile", quantile=float(q), categorical_features=mask, **_hgb_kwargs(self)
             ).fit(F, z, sample_weight=w)
-            for q in self.quantiles
+            for q in (self.quantiles if levels is None else levels)
         ]
 
     def fit(self, X: pd.DataFrame, y):
@@ -249,7 +281,10 @@ class QuantileHours(RegressorMixin, _OpenTimeHGB):
             models = self._fit_levels(F.iloc[head], z[head], wh)
             resid = z[-n_cal:, None] - np.column_stack([m.predict(F.iloc[-n_cal:]) for m in models])
             self.shifts_ = np.array([np.quantile(resid[:, i], q) for i, q in enumerate(self.quantiles)])
-            if not self.refit:
+            if self.refit == "median":  # the point estimate learns from the latest rows; the band stays
+                mid = int(np.argmin(np.abs(np.asarray(self.quantiles, dtype=float) - 0.5)))
+                models[mid] = self._fit_levels(F, z, w, [self.quantiles[mid]])[0]
+            if self.refit in (False, "median"):
                 self.estimators_ = models
                 return self
         self.estimators_ = self._fit_levels(F, z, w)
@@ -259,6 +294,25 @@ class QuantileHours(RegressorMixin, _OpenTimeHGB):
         F = self.frame_.transform(X)
         z = np.column_stack([m.predict(F) for m in self.estimators_]) + self.shifts_
         return np.maximum(np.expm1(np.sort(z, axis=1)), 0.0)
+
+
+def routing_prior(X: pd.DataFrame, classes: np.ndarray) -> np.ndarray:
+    """Per record, the mean over keys (those with earlier tickets) of each class's share among the key's
+    earlier tickets; NaN rows where no key has any."""
+    cols = share_columns(X)
+    keys = sorted({c[len("share_") :].split("__", 1)[0] for c in cols})
+    index = {str(c): i for i, c in enumerate(classes)}
+    total, count = np.zeros((len(X), len(classes))), np.zeros(len(X))
+    for key in keys:
+        block = np.zeros((len(X), len(classes)))
+        for col, group in share_columns(X, key).items():
+            if group in index:
+                block[:, index[group]] = X[col].to_numpy(dtype=float)
+        seen = ~np.isnan(block).any(axis=1) & (block.sum(axis=1) > 0)
+        total[seen] += block[seen]
+        count += seen
+    with np.errstate(invalid="ignore"):
+        return total / count[:, None]
 
 
 def categorical_columns(columns: Sequence[str], exclude: Sequence[str] = ()) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ import pandas as pd
 from ml.incidents.targets import breach_target, ttr_hours_target
 
 GROUP = "assignment_group"
+ROUTED_AT = "routed_at"  # when the open-time fields (the initial group) were recorded, if the log says
 STATS = ("n_opened", "n_done", "breach", "log_hours", "recent_breach", "recent_log_hours")
 
 
@@ -37,6 +38,15 @@ def done_time(incidents: pd.DataFrame) -> pd.Series:
     if "closed_at" in incidents:
         done = done.fillna(pd.to_datetime(incidents["closed_at"]))
     return done
+
+
+def routed_time(incidents: pd.DataFrame) -> pd.Series:
+    """When an incident's initial group became known: its first logged event (`ROUTED_AT`, when the
+    loader provides it), never before it opened; else its opening time."""
+    opened = pd.to_datetime(incidents["opened_at"])
+    if ROUTED_AT not in incidents:
+        return opened
+    return pd.to_datetime(incidents[ROUTED_AT]).fillna(opened).where(lambda t: t >= opened, opened)
 
 
 def key_values(frame: pd.DataFrame, key: str) -> pd.Series:
@@ -166,7 +176,7 @@ def routing_history(
     earlier ticket counts once resolved (`known_at: resolved`) or once opened (`opened`) before the query."""
     if known_at not in ("resolved", "opened"):
         raise ValueError(f"routing known_at must be 'resolved' or 'opened', got {known_at!r}")
-    when = done_time(past) if known_at == "resolved" else pd.to_datetime(past["opened_at"])
+    when = done_time(past) if known_at == "resolved" else routed_time(past)
     t_p = _ns(when)
     t_p[pd.isna(when).to_numpy()] = np.nan
     t_q = _ns(queries["opened_at"])
@@ -189,6 +199,58 @@ def routing_history(
     return pd.DataFrame(out, index=queries.index)
 
 
+def routing_shares(
+    past: pd.DataFrame,
+    queries: pd.DataFrame,
+    keys: Sequence[str],
+    half_life_days: float,
+    known_at: str = "resolved",
+) -> pd.DataFrame:
+    """Per key: the recency-weighted share of each group among earlier tickets with the same value
+    (`share_<key>__<group>`, NaN without such tickets), known as in `routing_history`; plus the
+    weighted mode `top_group_<key>` and its share `top_share_<key>`."""
+    when = done_time(past) if known_at == "resolved" else routed_time(past)
+    t_p = _ns(when)
+    t_p[pd.isna(when).to_numpy()] = np.nan
+    t_q = _ns(queries["opened_at"])
+    labels = past[GROUP].to_numpy(dtype=object)
+    labelled = pd.notna(labels) & ~np.isnan(t_p)
+    groups, codes = np.unique(labels[labelled].astype(str), return_inverse=True)
+    tau = float(half_life_days) * 86400e9 / np.log(2)
+    t0 = np.nanmin(t_q) if len(t_q) else 0.0
+    onehot = np.zeros((int(labelled.sum()), len(groups)))
+    onehot[np.arange(len(codes)), codes] = np.exp(np.clip((t_p[labelled] - t0) / tau, -700, 700))
+    blocks = {}
+    for key in keys:
+        if not (has_key(past, key) and has_key(queries, key)) or not len(groups):
+            continue
+        all_keys = pd.concat([key_values(past, key)[labelled], key_values(queries, key)], ignore_index=True)
+        kc = pd.factorize(all_keys, use_na_sentinel=True)[0].astype(float)
+        kc[kc < 0] = np.nan
+        n = int(labelled.sum())
+        s = _causal_sums_two(kc[:n], t_p[labelled], onehot, kc[n:], t_q)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = s / s.sum(axis=1, keepdims=True)
+        seen = np.nan_to_num(s).sum(axis=1) > 0
+        share[~seen] = np.nan
+        top = np.full(len(queries), None, dtype=object)
+        best = np.argmax(np.nan_to_num(share), axis=1)
+        top[seen] = groups[best[seen]]
+        blocks[f"top_group_{key}"] = pd.Series(top, index=queries.index)
+        blocks[f"top_share_{key}"] = pd.Series(np.where(seen, np.nanmax(np.nan_to_num(share), axis=1), np.nan),
+                                               index=queries.index)  # fmt: skip
+        blocks |= {
+            f"share_{key}__{g}": pd.Series(share[:, i], index=queries.index) for i, g in enumerate(groups)
+        }
+    return pd.DataFrame(blocks, index=queries.index)
+
+
+def share_columns(frame: pd.DataFrame, key: str | None = None) -> dict[str, str]:
+    """The `routing_shares` columns of one key (or all): column -> group."""
+    prefix = f"share_{key}__" if key else "share_"
+    return {c: c.split("__", 1)[1] for c in frame.columns if c.startswith(prefix) and "__" in c}
+
+
 @dataclass(frozen=True)
 class HistoryConfig:
     """Which keys get history statistics, the recency half-life, and when a routing label is known."""
@@ -197,6 +259,7 @@ class HistoryConfig:
     routing_keys: tuple[str, ...]
     half_life_days: float = 14.0
     routing_known_at: str = "resolved"
+    routing_shares: bool = False
 
     @classmethod
     def from_params(cls, p: Mapping) -> HistoryConfig:
@@ -205,6 +268,7 @@ class HistoryConfig:
             routing_keys=tuple(p["routing_keys"]),
             half_life_days=float(p["half_life_days"]),
             routing_known_at=str(p["routing_known_at"]),
+            routing_shares=bool(p["routing_shares"]),
         )
 
 
@@ -222,6 +286,10 @@ def add_history(
     blocks.append(global_history(past, incidents, cfg.half_life_days))
     blocks.append(workload(past, incidents))
     blocks.append(routing_history(past, incidents, cfg.routing_keys, cfg.routing_known_at))
+    if cfg.routing_shares:
+        blocks.append(
+            routing_shares(past, incidents, cfg.routing_keys, cfg.half_life_days, cfg.routing_known_at)
+        )
     return pd.concat(blocks, axis=1)
 
 
@@ -232,4 +300,10 @@ def history_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def routing_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith("last_group_")]
+    """The categorical routing columns (groups): the latest and the most frequent earlier group per key."""
+    return [c for c in frame.columns if c.startswith(("last_group_", "top_group_"))]
+
+
+def routing_share_columns(frame: pd.DataFrame) -> list[str]:
+    """The numeric routing column per key: the most frequent earlier group's share."""
+    return [c for c in frame.columns if c.startswith("top_share_")]

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.utils.extmath import softmax
 
-from ml.features import CALENDAR_FEATURES, GROUP_LOAD, MISSING, clean_text
+from ml.features import CALENDAR_FEATURES, GROUP_LOAD, MISSING, calendar_columns, clean_text
 from ml.serving.fast.text import CompiledTfidf, OneHotLookup
 from ml.serving.fast.trees import PackedHistGradientBoosting, Unsupported
 from ml.serving.schemas import Incident
@@ -20,19 +20,6 @@ from ml.serving.schemas import Incident
 
 def _floats(values) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def hours_to_business(when: np.ndarray, start: int, end: int) -> np.ndarray:
-    """`ml.features.hours_to_business` on naive datetime64[ns] (same expressions)."""
-    day = when.astype("datetime64[D]")
-    hour = (when - day) / np.timedelta64(1, "h")
-    dow = (day.astype(np.int64) + 3) % 7
-    weekday = dow < 5
-    inside = weekday & (hour >= start) & (hour < end)
-    before = weekday & (hour < start)
-    days_ahead = np.select([before, dow == 4, dow == 5], [0, 3, 2], default=1)
-    nxt = day + days_ahead.astype("timedelta64[D]") + np.timedelta64(start, "h")
-    return np.where(inside, 0.0, (nxt - when) / np.timedelta64(1, "h"))
 
 
 class FastIncidentFeatures:
@@ -74,18 +61,8 @@ class FastIncidentFeatures:
     def transform(self, items) -> np.ndarray:
         n = len(items)
         when = np.array([x.opened_at for x in items], dtype="datetime64[ns]")
-        minutes = (when - when.astype("datetime64[D]")) // np.timedelta64(1, "m")
-        whole, minute = minutes // 60, minutes % 60
-        hour = whole + minute / 60.0
-        weekday = ((when.astype("datetime64[D]").astype(np.int64) + 3) % 7).astype(float)
         cols = [
-            hour,
-            np.sin(2 * np.pi * hour / 24),
-            np.cos(2 * np.pi * hour / 24),
-            weekday,
-            (weekday >= 5).astype(float),
-            ((whole < 7) | (whole >= 20)).astype(float),
-            hours_to_business(when, *self.hours),
+            *calendar_columns(when, self.hours),
             _floats([x.impact for x in items]),
             _floats([x.urgency for x in items]),
             _floats([x.priority for x in items]),
