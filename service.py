@@ -30,6 +30,9 @@ if bentoml.server_context.worker_index is None:  # the serving process (not a wo
     threads=CFG.threads,
     traffic={"timeout": 60},
     http={"host": "127.0.0.1", "port": 3000},  # loopback unless told otherwise (and then keys are required)
+    logging={"access": {"enabled": CFG.access_log}},  # serving.access_log / OPSLAB_ACCESS_LOG
+    # no OpenTelemetry span per request unless serving.tracing (BentoML exports none by default anyway)
+    tracing={} if CFG.tracing else {"excluded_urls": [".*"]},
 )
 class OpsLab:
     """Sensor anomaly detection and forecasting; incident SLA-breach risk, time to resolution, triage,
@@ -69,9 +72,9 @@ class OpsLab:
         return content + self.runtime.metrics_text()
 
     @bentoml.api(route="/detect_anomaly")
-    def detect_anomaly(self, request: S.DetectAnomalyRequest, /) -> S.DetectAnomalyResponse:
+    async def detect_anomaly(self, request: S.DetectAnomalyRequest, /) -> S.DetectAnomalyResponse:
         """Score raw sensor readings: anomaly score in [0, 1], flag, threshold and top contributing feature."""
-        return self.runtime.call("/detect_anomaly", request)
+        return await self.runtime.answer("/detect_anomaly", request)  # small ones without a thread
 
     @bentoml.api(route="/forecast")
     def forecast(self, request: S.ForecastRequest, /) -> S.ForecastResponse:
@@ -79,9 +82,9 @@ class OpsLab:
         return self.runtime.call("/forecast", request)
 
     @bentoml.api(route="/predict_sla")
-    def predict_sla(self, request: S.IncidentsRequest, /) -> S.SlaResponse:
+    async def predict_sla(self, request: S.IncidentsRequest, /) -> S.SlaResponse:
         """P(SLA breach) from fields known at open time, and the decision at the configured threshold."""
-        return self.runtime.call("/predict_sla", request)
+        return await self.runtime.answer("/predict_sla", request)  # small ones without a thread
 
     @bentoml.api(route="/predict_ttr")
     def predict_ttr(self, request: S.IncidentsRequest, /) -> S.TtrResponse:
@@ -89,16 +92,16 @@ class OpsLab:
         return self.runtime.call("/predict_ttr", request)
 
     @bentoml.api(route="/triage")
-    def triage(self, request: S.TopKRequest, /) -> S.TriageResponse:
+    async def triage(self, request: S.TopKRequest, /) -> S.TriageResponse:
         """Assignment group and category from ticket text + metadata, each with its confidence, or
         `abstain: true` with the reason; the `top_k` most probable labels of each."""
-        return self.runtime.call("/triage", request)
+        return await self.runtime.answer("/triage", request)  # small ones without a thread
 
     @bentoml.api(route="/system_team")
-    def system_team(self, request: S.TopKRequest, /) -> S.SystemTeamResponse:
+    async def system_team(self, request: S.TopKRequest, /) -> S.SystemTeamResponse:
         """Impacted system (cmdb_ci) and owning team, each with its confidence, or `abstain: true` with
         the reason; the `top_k` most probable labels of each."""
-        return self.runtime.call("/system_team", request)
+        return await self.runtime.answer("/system_team", request)  # small ones without a thread
 
     @bentoml.api(route="/similar_incidents")
     def similar_incidents(self, request: S.SimilarRequest, /) -> S.SimilarResponse:

@@ -4,12 +4,14 @@
    port against the project registry (or, with --scratch, small models in a temporary registry), with
    throw-away API keys, and times its start.
 2. Loads the same models in this process through the same code (ml.serving.runtime, whose endpoints call
-   the compiled paths of ml/serving/fast/) and times the same payloads without HTTP.
-3. Drives each endpoint with the open-loop generator of ml/testing/loadgen.py (latency from each request's
-   due time, so queueing counts), pinned to one core: a light-load step (the HTTP overhead), steps at 50,
+   the compiled paths of ml/serving/fast/) and times the same payloads without HTTP; the prediction log's
+   CPU per request is measured apart (see `in_process`).
+3. Drives each endpoint with the open-loop generator of ml/testing/loadgen.py (each request sent on its
+   schedule whatever the earlier answers, latency from its start, so queueing counts; the generator's own
+   lateness apart), pinned to one core: a light-load step (the HTTP overhead), steps at 50,
    100 and 200 requests/s, then a ramp until throughput falls under 95% of the offered rate or p95 passes
-   --sat-p95-ms (the saturation rate). Locust (a project dependency, scripts/locustfile.py) is not used
-   here: its gevent users cost more CPU per request than the server does on a 2-core machine.
+   --sat-p95-ms (the saturation rate). Not Locust: its gevent users cost more CPU per request than the
+   server does on a 2-core machine.
 4. Records the CPU seconds of the server's process tree and of the generator per step, the load average
    before and after and the busiest other processes, and writes docs/ml/bench.md and
    docs/ml/bench_service.json.
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,10 +109,16 @@ def pct(values, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if len(values) else None
 
 
-def in_process(rt, routes: list[str], bodies: dict[str, str], repeats: int) -> dict:
+def in_process(rt, routes: list[str], bodies: dict[str, str], repeats: int, log_dir: Path) -> dict:
     """The same payloads through ml.serving.runtime in this process, no HTTP: `p50_ms` is the whole answer
     (JSON parse and validation, the endpoint's predict through its fast path, the response model);
-    `predict_p50_ms` the endpoint's predict alone."""
+    `predict_p50_ms` the endpoint's predict alone.
+
+    `rt` runs without a prediction log: its writer thread works off the answer's path, but in a loop of
+    back-to-back calls it never catches up and its GIL hand-offs would be timed as part of each answer
+    (several ms). Its cost is measured apart instead (`prediction_log_ms`: CPU per request of turning
+    the answer into records and writing them, through the public API into `log_dir`); the server of the
+    HTTP steps writes the log as in production, so it is in their figures."""
     from ml.serving import table  # the endpoint table imports the schemas, which read the settings
 
     out = {}
@@ -136,10 +145,26 @@ def in_process(rt, routes: list[str], bodies: dict[str, str], repeats: int) -> d
             "p95_ms": pct(whole, 95),
             "p99_ms": pct(whole, 99),
             "predict_p50_ms": pct(predict_only, 50),
+            "prediction_log_ms": log_cost(route, request, rt.call(route, request), log_dir, repeats),
             "fast_path": loaded.extras.get("fast") is not None,
             "n": repeats,
         }
     return out
+
+
+def log_cost(route: str, request, response, log_dir: Path, repeats: int) -> float:
+    """CPU ms per request of the prediction log (records made and written in its batches): `repeats`
+    answers queued, then flushed; this process's CPU time over both (its writer thread's, mostly)."""
+    from ml.monitoring.predlog import PredictionLog
+
+    plog = PredictionLog(log_dir / route.strip("/"))
+    t0 = time.process_time()
+    for _ in range(repeats):
+        plog.record(route, request, response, "bench")
+    plog.flush(timeout=120)
+    cpu = time.process_time() - t0
+    plog.close()
+    return round(1000 * cpu / repeats, 3)
 
 
 # --- cores, CPU, what else runs -------------------------------------------------------------------------
@@ -275,7 +300,8 @@ def write_report(result: dict, md: Path, js: Path) -> None:
         + ". The figures are upper bounds for an idle machine.",
         "",
         f"Load: ml/testing/loadgen.py, open loop (request i due at i/rate, sent then whatever the earlier "
-        f"answers; latency from the due time, so queueing counts), raw HTTP/1.1 on keep-alive connections, "
+        f"answers; latency from its start, so queueing for a connection or in the server counts; how late "
+        f"the generator started it is the `late` column, not in the latency), raw HTTP/1.1 on keep-alive connections, "
         f"{N_KEYS} API keys in turn (the rate limit is per key). Cores ({cores['mode']}): generator pinned to "
         f"{cores['generator_cores']}, server's process tree on {cores['server_cores']}"
         + (" (pinned)" if cores.get("server_pinned") else "")
@@ -311,11 +337,19 @@ def write_report(result: dict, md: Path, js: Path) -> None:
         f"{mark(bool(sla) and sla >= t['saturation_predict_sla'])}. Overhead = HTTP p50 at "
         f"{result['light_rps']} rps minus the in-process p50 (parse + predict + response).",
         "",
+        "The in-process figures run without the prediction log; its writer thread works off the answer's "
+        "path (in the server of the HTTP steps it runs as in production). Its CPU per request, measured "
+        "apart: "
+        + ", ".join(
+            f"`{route}` {ip.get('prediction_log_ms')} ms" for route, ip in result["in_process"].items()
+        )
+        + ".",
+        "",
         "## Steps",
         "",
         "| endpoint | offered rps | throughput rps | p50 ms | p95 ms | p99 ms | errors | server CPU (cores) | "
-        "server CPU ms / request | generator CPU (cores) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "server CPU ms / request | generator CPU (cores) | late p50 / p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for route, r in result["scenarios"].items():
         if "skipped" in r:
@@ -325,7 +359,8 @@ def write_report(result: dict, md: Path, js: Path) -> None:
                 f"| `{route}` | {s['target_rps']} | {s['throughput_rps']} | {s['p50_ms']} | {s['p95_ms']} | "
                 f"{s['p99_ms']} | {s['errors']}{' ' + str(s['error_statuses']) if s['errors'] else ''} | "
                 f"{s['server_cpu_s']} s ({s['server_cores_used']}) | {s.get('server_cpu_ms_per_request')} | "
-                f"{s['generator_cpu_s']} s ({s['generator_cores_used']}) |"
+                f"{s['generator_cpu_s']} s ({s['generator_cores_used']}) | "
+                f"{s.get('late_p50_ms')} / {s.get('late_p95_ms')} |"
             )
     lines += [
         "",
@@ -404,10 +439,10 @@ def main(argv: list[str] | None = None) -> int:
         pids = tree_pids(proc.pid)
         cores["server_pinned"] = cores["mode"] == "split" and pin_server(proc.pid, cores["server_cores"])
         print(f"server ready in {start_s}s; {len(pids)} processes; cores {cores}", flush=True)
-        from ml.serving import table  # after --scratch has set the registry up
+        from ml.serving import settings, table  # after --scratch has set the registry up
         from ml.serving.runtime import Runtime  # loads the models in this process too (in-process timings)
 
-        rt = Runtime()
+        rt = Runtime(replace(settings.get(), prediction_log=None))  # its cost apart: see in_process()
         rt.start(background=False)
         detector = rt.slot("sensor-anomaly").loaded
         known = sorted(detector.model.named_steps["features"].sensors_) if detector else []
@@ -424,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             if r not in routes
         }
         print("in-process latency ...", flush=True)
-        inproc = in_process(rt, routes, bodies, args.repeats)
+        inproc = in_process(rt, routes, bodies, args.repeats, work / "predictions-in-process")
         for route in routes:
             print(f"  {route}: {inproc[route]}", flush=True)
         loadgen.pin(0, set(cores["generator_cores"]))  # from here on this process only generates load

@@ -289,7 +289,7 @@ class SystemTeamResponse(Stamped):
 # --- /forecast_archive ---------------------------------------------------------------------------
 MAX_ARCHIVE_RECORDS = 20 * 100  # source-days per request: 20 sources x ~100 days (a source needs 92)
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
+NonNegative = Annotated[float, Field(ge=0.0, le=1e12)]  # bounded: sums of 1e307s overflow to inf
 Day = Annotated[date, Field(description="the day, YYYY-MM-DD")]  # (a field named `date` shadows the type)
 
 
@@ -298,7 +298,7 @@ class ArchiveRecord(Strict):
 
     source_id: SensorId
     date: Day
-    total_files: int = Field(ge=0)
+    total_files: int = Field(ge=0, le=10**15)
     avg_file_size_mb: NonNegative
     share_documents: Share
     share_images: Share
@@ -310,7 +310,7 @@ class ArchiveRecord(Strict):
     archived_gb: NonNegative = Field(description="GB archived that day")
     saved_gb: NonNegative = Field(description="GB of storage the day's archiving saved (<= archived_gb)")
     source_type: ShortText | None = None
-    files_archived: int | None = Field(None, ge=0)
+    files_archived: int | None = Field(None, ge=0, le=10**15)
     source: ShortText | None = None
 
 

@@ -20,6 +20,7 @@ ENV_URI_PREFIX = "OPSLAB_MODEL_URI_"
 ENV_ALLOWED_HOSTS = "OPSLAB_ALLOWED_HOSTS"
 ENV_WORKERS = "OPSLAB_WORKERS"
 ENV_PREDICTION_LOG = "OPSLAB_PREDICTION_LOG"  # a folder, or "off"
+ENV_ACCESS_LOG = "OPSLAB_ACCESS_LOG"  # on / off
 RATE_LIMIT_SCOPES = ("predict", "admin")
 
 
@@ -45,6 +46,9 @@ class Settings:
     )
     prediction_log_retention_days: int = 30
     prediction_log_max_queue: int = 10_000
+    access_log: bool = True  # BentoML's access log line per request (env OPSLAB_ACCESS_LOG on/off)
+    tracing: bool = False  # BentoML's OpenTelemetry spans per request (exported only with an exporter)
+    inline_items: int = 32  # compiled endpoints: requests up to this many items answered without a thread
 
 
 @lru_cache(maxsize=1)
@@ -85,7 +89,22 @@ def get() -> Settings:
         prediction_log=prediction_log_dir(p.get("prediction_log")),
         prediction_log_retention_days=int(p.get("prediction_log_retention_days", 30)),
         prediction_log_max_queue=int(p.get("prediction_log_max_queue", 10_000)),
+        access_log=switch(os.environ.get(ENV_ACCESS_LOG, p.get("access_log", True))),
+        tracing=bool(p.get("tracing", False)),
+        inline_items=int(p.get("inline_items", 32)),
     )
+
+
+def switch(value) -> bool:
+    """A yes/no setting from params (a bool) or the environment (on/off, true/false, 1/0, yes/no)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "on", "true", "yes"):
+        return True
+    if text in ("0", "off", "false", "no", ""):
+        return False
+    raise ValueError(f"{value!r} is not on/off")
 
 
 def prediction_log_dir(configured: str | None) -> str | None:

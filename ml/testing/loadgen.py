@@ -1,8 +1,10 @@
 """A light open-loop HTTP load generator, for `scripts/bench_service.py` (and its unit test).
 
 Open loop: request i of a step is due at `t0 + i / rate`, sent then whether or not earlier requests have
-been answered, and its latency counts from that due time, so time spent waiting for a free connection or
-in the server's queue is part of it (no coordinated omission). Plain HTTP/1.1 over asyncio streams on
+been answered, and its latency counts from the moment the generator starts it, so time spent waiting for
+a free connection or in the server's queue is part of it (no coordinated omission). How late the generator
+itself starts a request (its event loop's timers wake to the millisecond, ~1 ms late at a light rate on
+these machines; more if its loop falls behind) is recorded apart (`late_ms`), not added to the latency. Plain HTTP/1.1 over asyncio streams on
 keep-alive connections (a pool that grows up to `max_connections`), no HTTP library on the hot path: a
 request costs the generator a few tens of microseconds of CPU, so it does not take the server's CPU.
 
@@ -28,7 +30,8 @@ class StepResult:
     target_rps: float
     seconds: float
     due: list[float] = field(default_factory=list)  # due time of each request, seconds after the step start
-    latency_ms: list[float] = field(default_factory=list)  # from the due time to the last byte of the answer
+    latency_ms: list[float] = field(default_factory=list)  # from the start to the last byte of the answer
+    late_ms: list[float] = field(default_factory=list)  # from the due time to the generator's start of it
     status: list[int] = field(default_factory=list)  # HTTP status, 0: no answer (timeout, connection error)
     finished_s: float = 0.0  # when the last answer came, seconds after the step start
     connections: int = 0  # connections opened
@@ -154,15 +157,17 @@ async def _run_step(
     res = StepResult(target_rps=rate, seconds=seconds)
     res.due = [i / rate for i in range(n)]
     res.latency_ms = [float("nan")] * n
+    res.late_ms = [float("nan")] * n
     res.status = [0] * n
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.05
 
     async def one(i: int, request: bytes) -> None:
-        due = t0 + res.due[i]
+        due, start = t0 + res.due[i], loop.time()
+        res.late_ms[i] = 1000.0 * (start - due)
         conn = None
         try:
-            async with asyncio.timeout(timeout - (loop.time() - due)):
+            async with asyncio.timeout(timeout):
                 conn = await pool.get()
                 try:
                     conn.writer.write(request)
@@ -177,14 +182,14 @@ async def _run_step(
                     conn = await pool.get_new()
                     conn.writer.write(request)
                     status, keep = await _read_response(conn.reader)
-            res.latency_ms[i] = 1000.0 * (loop.time() - due)
+            res.latency_ms[i] = 1000.0 * (loop.time() - start)
             res.status[i] = status
             if keep:
                 await pool.put(conn)
             else:
                 await pool.drop(conn)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-            res.latency_ms[i] = 1000.0 * (loop.time() - due)
+            res.latency_ms[i] = 1000.0 * (loop.time() - start)
             if conn is not None:
                 await pool.drop(conn)
 
@@ -228,16 +233,18 @@ def _pct(values: np.ndarray, q: float) -> float | None:
 
 def summarize(res: StepResult, skip_s: float = 0.0) -> dict:
     """target_rps, throughput_rps (2xx answers completed between `skip_s` and the step's end, per second),
-    p50/p95/p99 of the 2xx answers and errors (anything else), over requests due after `skip_s`."""
+    p50/p95/p99 of the 2xx answers and errors (anything else), over requests due after `skip_s`; and how
+    late the generator started them (`late_p50_ms`, `late_p95_ms`: not part of the latencies)."""
     due_all = np.asarray(res.due)
     lat_all = np.asarray(res.latency_ms)
+    late_all = np.asarray(res.late_ms) if len(res.late_ms) == len(res.due) else np.zeros(len(res.due))
     ok_all = (np.asarray(res.status) >= 200) & (np.asarray(res.status) < 300)
-    done = due_all + lat_all / 1000.0
+    done = due_all + (late_all + lat_all) / 1000.0
     window = res.seconds - skip_s
     completed = int((ok_all & (done >= skip_s) & (done < res.seconds)).sum())
     keep = due_all >= skip_s
     lat, ok, status = lat_all[keep], ok_all[keep], np.asarray(res.status)[keep]
-    good = lat[ok]
+    good, late = lat[ok], late_all[keep]
     return {
         "target_rps": res.target_rps,
         "requests": int(keep.sum()),
@@ -248,6 +255,8 @@ def summarize(res: StepResult, skip_s: float = 0.0) -> dict:
         "max_ms": round(float(good.max()), 2) if len(good) else None,
         "errors": int((~ok).sum()),
         "error_statuses": sorted({int(x) for x in status[~ok]}),
+        "late_p50_ms": _pct(late, 50),
+        "late_p95_ms": _pct(late, 95),
         "connections": res.connections,
         "drained_s": round(res.finished_s - res.seconds, 2),
     }

@@ -67,6 +67,7 @@ def test_open_loop_rate_and_answers(stub):
     assert s["p50_ms"] < 50
     assert res.connections <= 20  # connections are kept alive and reused
     assert handler.seen.count("a") == handler.seen.count("b") == 50  # header sets in turn
+    assert len(res.late_ms) == 100 and 0 <= s["late_p50_ms"] < 20  # the generator's own lag, apart
 
 
 def test_errors_are_counted_not_timed(stub):
@@ -75,15 +76,17 @@ def test_errors_are_counted_not_timed(stub):
     assert s["errors"] == 10 and s["p50_ms"] is None and s["error_statuses"] == [400]
 
 
-def test_queueing_counts_from_the_due_time(stub):
+def test_queueing_counts_in_the_latency(stub):
     # one connection, 20 ms per answer, 100 requests/s offered: the server keeps up with 50/s only, so
-    # later requests wait for the connection, and that wait is in their latency (open loop)
+    # later requests wait for the connection, and that wait is in their latency (open loop: each request
+    # starts on its schedule, not when the one before it is answered)
     url, _ = stub(delay=0.02)
     res = loadgen.run_step(url, "/p", '{"x": 1}', rate=100, seconds=0.5, max_connections=1)
     s = loadgen.summarize(res)
     assert s["errors"] == 0
     assert s["p99_ms"] > 150  # the last of 50 requests waits behind ~49 x 20 ms minus 0.5 s of schedule
     assert s["throughput_rps"] < 70
+    assert s["late_p95_ms"] < 50  # the generator itself started them on time: the wait is the server's
 
 
 def test_no_server_is_an_error_not_a_hang():

@@ -7,9 +7,20 @@ model without a compiled path) goes to that counterpart.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import numpy as np
 
 from ml.serving import predict, schemas
+
+EPOCH, MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
+
+
+def datetime64_ns(values) -> np.ndarray:
+    """Naive datetimes (the schemas' timestamps) -> datetime64[ns], exactly: integer microseconds since
+    the epoch, times 1000 (numpy's own conversion of datetime objects costs ~3 us each)."""
+    micros = np.array([(v - EPOCH) // MICROSECOND for v in values], dtype=np.int64)
+    return (micros * 1000).view("datetime64[ns]")
 
 
 def detect_anomaly(fast, pipe, request: schemas.DetectAnomalyRequest) -> dict:
@@ -17,8 +28,8 @@ def detect_anomaly(fast, pipe, request: schemas.DetectAnomalyRequest) -> dict:
         return predict.detect_anomaly(pipe, request)
     readings = request.readings
     sensor_ids = [r.sensor_id for r in readings]
-    ts = np.array([r.timestamp for r in readings], dtype="datetime64[ns]")
-    values = np.array([np.nan if r.value is None else r.value for r in readings], dtype=float)
+    ts = datetime64_ns([r.timestamp for r in readings])
+    values = np.array([r.value for r in readings], dtype=float)  # None -> NaN
     scored = fast.score(sensor_ids, ts, values, request.explain)
     if scored is None:  # an unknown sensor or a duplicate reading: the slow path words the 4xx
         return predict.detect_anomaly(pipe, request)

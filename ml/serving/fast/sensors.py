@@ -9,6 +9,7 @@ tests/unit/serving/test_fast_equality.py checks the result against `anomaly.scor
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -21,10 +22,49 @@ from ml.serving.fast.trees import PackedIsolationForest, Unsupported
 HOUR = np.timedelta64(3600, "s")
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)  # bounded: 1,000 readings x a 168 window is 1.3 MB
 def _window_index(n: int, w: int) -> np.ndarray:
     """Positions of each row's trailing window in the series padded with w-1 leading slots."""
     return np.arange(n)[:, None] + np.arange(w)[None, :]
+
+
+@lru_cache(maxsize=32)
+def _inside(n: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which slots of each row's trailing window lie inside the series (n, w), and how many per row
+    (shared: read-only)."""
+    inside = _window_index(n, w) >= w - 1
+    count = inside.sum(axis=1)
+    inside.flags.writeable = count.flags.writeable = False
+    return inside, count
+
+
+def _windows(x: np.ndarray, w: int) -> np.ndarray:
+    """Trailing windows of each series of `x` (..., n) -> (..., n, w); slots before the start hold 0."""
+    pad = np.zeros((*x.shape[:-1], w - 1))
+    return np.concatenate([pad, x], axis=-1)[..., _window_index(x.shape[-1], w)]
+
+
+def _mean_std(win: np.ndarray, k: int):
+    """Rolling mean and sample std over the last k slots of `_windows` of series without NaN: the same
+    sums as `_rolling` (the slots before the start count 0), for every series at once -> mean, std, count."""
+    n, w = win.shape[-2:]
+    inside, count = _inside(n, k)
+    win = np.ascontiguousarray(win[..., w - k :])  # contiguous rows: numpy sums them as `_rolling` does
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = win.sum(axis=-1) / count
+        dev = (win - mean[..., None]) * inside
+        std = np.sqrt((dev * dev).sum(axis=-1) / (count - 1))
+    return mean, std, count
+
+
+def _median(win: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling median over the last k slots of `_windows` of one series without NaN -> median, count."""
+    n, w = win.shape
+    inside, count = _inside(n, k)
+    ordered = np.sort(np.where(inside, win[:, w - k :], np.inf), axis=1)
+    rows = np.arange(n)
+    lo, hi = ordered[rows, (count - 1) // 2], ordered[rows, count // 2]
+    return np.where(count % 2 == 1, lo, (lo + hi) / 2), count
 
 
 def _rolling(x: np.ndarray, w: int, min_periods: int, how: str) -> np.ndarray:
@@ -84,13 +124,17 @@ def _ffill0(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(out), 0.0, out)
 
 
+DAY_NS, SECOND_NS = 86_400 * 10**9, 10**9
+
+
 def _calendar(ts: np.ndarray):
-    """datetime64[ns] -> (hour of day incl. minutes, day of week Monday=0, season bin)."""
-    days = ts.astype("datetime64[D]")
-    secs = (ts - days) // np.timedelta64(1, "s")
+    """datetime64[ns] -> (hour of day incl. minutes, day of week Monday=0, season bin), in integer ns."""
+    ns = ts.view(np.int64)
+    days = ns // DAY_NS  # floor, like astype("datetime64[D]")
+    secs = (ns - days * DAY_NS) // SECOND_NS
     hour_int = secs // 3600
     minute = (secs % 3600) // 60
-    dow = (days.astype(np.int64) + 3) % 7
+    dow = (days + 3) % 7  # 1970-01-01 was a Thursday
     return hour_int + minute / 60.0, dow, (dow >= 5) * 24 + hour_int
 
 
@@ -125,39 +169,47 @@ class FastDetector:
         self.prior = (getattr(det, "raw_mean_", None), getattr(det, "raw_std_", self.std_floor))
         self.margin = getattr(det, "novelty_margin", None)
         self.hold = int(getattr(det, "hold", 0) or 0)
+        self.names = np.asarray(SENSOR_FEATURES, dtype=object)
 
     # -- features ------------------------------------------------------------------------------------
     def features(self, ts: np.ndarray, values: np.ndarray, st: dict) -> np.ndarray:
-        """`SensorWindowFeatures._one_sensor` for one sensor's readings in time order -> (n, 11)."""
+        """`SensorWindowFeatures._one_sensor` for one sensor's readings in time order -> (n, 11).
+
+        The reading v is forward-filled, so v and its residual hold no NaN and every window's count is
+        known: a window over `past` (v shifted by one) is v's window one row earlier. The trailing windows of
+        v and the residual are built once and every rolling statistic is read from them.
+        """
+        n = len(values)
         v = _ffill0((values - st["centre"]) / st["scale"])
         hour, dow, how = _calendar(ts)
         resid = v - st["profile"][how]
-        base = _rolling(_shift(resid), self.baseline, 2, "median")
-        base = np.where(np.isnan(base), 0.0, base)
-        past = _shift(v)
         rs = st["resid_std"]
-        out = np.empty((len(v), len(SENSOR_FEATURES)))
+        win = _windows(np.stack([v, resid]), min(max(self.short, self.long, self.baseline), n))
+        # the recent normal: median residual of the `baseline` readings before this one (at least 2), else 0
+        med, count = _median(win[1], min(self.baseline, n))
+        base = np.zeros(n)
+        base[1:] = np.where(count[:-1] >= 2, med[:-1], 0.0)
+        out = np.empty((n, len(SENSOR_FEATURES)))
         out[:, 0] = (resid - base) / rs
-        d = v - past
-        out[:, 1] = np.where(np.isnan(d), 0.0, d) / st["diff_scale"]
-        for col, w in ((2, self.short), (3, self.long)):
-            mean = _rolling(past, w, 2, "mean")
-            std = _rolling(past, w, 2, "std")
-            z = (v - mean) / np.maximum(std, 0.25 * rs)
-            out[:, col] = np.where(np.isnan(z), 0.0, z)
-        spread = _rolling(resid, self.short, 2, "std") / rs
-        out[:, 4] = np.where(np.isnan(spread), 1.0, spread)
-        same = np.zeros(len(v), dtype=bool)
+        out[0, 1] = 0.0
+        out[1:, 1] = np.diff(v) / st["diff_scale"]
+        short, long_ = _mean_std(win, min(self.short, n)), _mean_std(win, min(self.long, n))
+        floor = 0.25 * rs  # a near-constant past window must not blow z up to infinity
+        for col, (mean, std, count) in ((2, short), (3, long_)):  # z of v against the window before it
+            out[0, col] = 0.0
+            z = (v[1:] - mean[0, :-1]) / np.maximum(std[0, :-1], floor)
+            out[1:, col] = np.where(count[:-1] >= 2, z, 0.0)
+        out[:, 4] = np.where(short[2] >= 2, short[1][1] / rs, 1.0)
+        same = np.zeros(n, dtype=bool)
         same[1:] = np.abs(np.diff(v)) < 1e-9
-        run = np.zeros(len(v))
-        count = 0
-        for i, s in enumerate(same):  # length of the current run of repeated readings
-            count = count + 1 if s else 0
-            run[i] = count
+        pos = np.arange(n)
+        run = pos - np.maximum.accumulate(np.where(same, 0, pos))  # readings since the last change
         out[:, 5] = np.minimum(run, self.max_flat)
-        before = _shift(base, self.long)
-        before = np.where(np.isnan(before), base, before)
-        out[:, 6] = (_rolling(resid, self.long, 1, "mean") - before) / rs
+        # drift: the last long window's mean residual against the baseline before that window began
+        before = base.copy()
+        if self.long < n:
+            before[self.long :] = base[: n - self.long]
+        out[:, 6] = (long_[0][1] - before) / rs
         out[:, 7], out[:, 8] = np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)
         out[:, 9], out[:, 10] = np.sin(2 * np.pi * dow / 7), np.cos(2 * np.pi * dow / 7)
         return out
@@ -167,19 +219,19 @@ class FastDetector:
         """`likelihood.anomaly_likelihood(raw, average=1, history, std_floor, prior)` (min_history 100)."""
         n = len(raw)
         prior_mean = self.prior[0] if self.prior[0] is not None else raw.mean()
-        count = np.minimum(np.arange(n), self.history)
-        mean = np.full(n, prior_mean)
-        std = np.full(n, self.prior[1])
-        long_rows = np.flatnonzero(count >= 100)
-        if len(long_rows):  # the trailing distribution of earlier scores (at most `history` of them)
-            for i in long_rows:
+        if n <= 100:  # no reading has the 100 earlier scores of a trailing distribution: the prior's
+            z = (raw - prior_mean) / np.maximum(self.prior[1], self.std_floor)
+        else:  # the trailing distribution of earlier scores (at most `history` of them)
+            count = np.minimum(np.arange(n), self.history)
+            mean, std = np.full(n, prior_mean), np.full(n, self.prior[1])
+            for i in np.flatnonzero(count >= 100):
                 past = raw[i - count[i] : i]
                 mean[i], std[i] = past.mean(), past.std(ddof=1)
-        mean[:1] = np.nan  # pandas' rolling count is NaN (not 0) on an empty window: no prior, score 0
-        std = np.maximum(std, self.std_floor)
-        z = (raw - mean) / std
-        score = -log_ndtr(-np.nan_to_num(z, nan=-np.inf)) / np.log(10.0) / likelihood.LOG_FLOOR
-        return np.clip(np.where(np.isnan(z), 0.0, score), 0.0, 1.0)
+            z = (raw - mean) / np.maximum(std, self.std_floor)
+        z[:1] = np.nan  # pandas' rolling count is NaN (not 0) on an empty window: no prior, score 0
+        missing = np.isnan(z)
+        score = -log_ndtr(-np.where(missing, -np.inf, z)) / np.log(10.0) / likelihood.LOG_FLOOR
+        return np.minimum(np.maximum(np.where(missing, 0.0, score), 0.0), 1.0)
 
     def _novelty(self, values: np.ndarray, seen: tuple[float, float]) -> np.ndarray:
         """`likelihood.range_novelty(values, margin=..., seen=...)`."""
@@ -187,17 +239,23 @@ class FastDetector:
         prev_hi = np.maximum.accumulate(values)
         lo = np.minimum(np.concatenate([[np.inf], prev_lo[:-1]]), seen[0])
         hi = np.maximum(np.concatenate([[-np.inf], prev_hi[:-1]]), seen[1])
-        lo, hi = np.where(np.isinf(lo), np.nan, lo), np.where(np.isinf(hi), np.nan, hi)
+        if not (math.isfinite(seen[0]) and math.isfinite(seen[1])):  # nothing seen before: no range yet
+            lo, hi = np.where(np.isinf(lo), np.nan, lo), np.where(np.isinf(hi), np.nan, hi)
         width = np.maximum(hi - lo, 1e-9)
         excess = np.maximum(lo - values, values - hi) / width - self.margin
-        out = np.clip(np.nan_to_num(excess, nan=0.0), 0.0, 1.0)
+        out = np.minimum(np.maximum(np.where(np.isnan(excess), 0.0, excess), 0.0), 1.0)
         out[:1] = 0.0
         return out
 
     def _hold(self, s: np.ndarray) -> np.ndarray:
         if self.hold <= 0 or len(s) == 0:
             return s.copy()
-        prev = _rolling(_shift(s), self.hold, 1, "max")
+        if self.hold >= len(s) - 1:  # every window reaches the first reading: the running max
+            prev = np.empty(len(s))
+            prev[0] = np.nan
+            prev[1:] = np.maximum.accumulate(s[:-1])
+        else:
+            prev = _rolling(_shift(s), self.hold, 1, "max")
         return np.where(np.isnan(prev) | (s > prev), s, 0.0)
 
     def stream_score(self, X: np.ndarray, values: np.ndarray, seen) -> np.ndarray:
@@ -212,6 +270,16 @@ class FastDetector:
             score = np.maximum(score, np.where(novel > 0, 0.5 + 0.5 * novel, 0.0))
         return self._hold(score)
 
+    def _scored(self, feats: np.ndarray, values: np.ndarray, present: np.ndarray, st: dict) -> np.ndarray:
+        """The stream score of one sensor's readings in time order; NaN for the missing ones."""
+        seen = (st.get("lo", np.inf), st.get("hi", -np.inf))
+        if present.all():
+            return self.stream_score(feats, values, seen)
+        score = np.full(len(values), np.nan)
+        if present.any():
+            score[present] = self.stream_score(feats[present], values[present], seen)
+        return score
+
     # -- one request ----------------------------------------------------------------------------------
     def score(self, sensor_ids: list[str], ts: np.ndarray, values: np.ndarray, explain: str):
         """-> (score with NaN for missing readings, is_anomaly, top_feature per reading), request order.
@@ -220,35 +288,41 @@ class FastDetector:
         sensor at one time): the slow path then answers with its own message.
         """
         n = len(sensor_ids)
-        score = np.full(n, np.nan)
-        feats = np.zeros((n, len(SENSOR_FEATURES)))
-        groups: dict[str, list[int]] = {}
-        for i, sid in enumerate(sensor_ids):
-            groups.setdefault(sid, []).append(i)
         present = ~np.isnan(values)
-        for sid, rows in groups.items():
-            st = self.sensors.get(sid)
+        if n and sensor_ids.count(sensor_ids[0]) == n and (n == 1 or bool((ts[1:] > ts[:-1]).all())):
+            # the common request: one sensor's readings in time order (no duplicate), no reordering
+            st = self.sensors.get(sensor_ids[0])
             if st is None:
                 return None
-            rows = np.asarray(rows)
-            order = rows[np.argsort(ts[rows], kind="stable")]
-            t = ts[order]
-            if len(t) > 1 and np.any(t[1:] == t[:-1]):
-                return None
-            f = self.features(t, values[order], st)
-            feats[order] = f
-            keep = present[order]
-            if keep.any():
-                pos = order[keep]
-                seen = (st.get("lo", np.inf), st.get("hi", -np.inf))
-                score[pos] = self.stream_score(f[keep], values[pos], seen)
-        flagged = np.zeros(n, dtype=bool)
-        flagged[present] = score[present] > self.threshold
-        which = {"flagged": flagged, "all": present, "none": np.zeros(n, dtype=bool)}[explain]
-        top = [None] * n
-        if which.any():
-            z = np.abs(feats[which] - self.medians) / self.scales
-            names = np.asarray(SENSOR_FEATURES, dtype=object)[z.argmax(axis=1)]
-            for i, name in zip(np.flatnonzero(which), names, strict=True):
-                top[i] = str(name)
+            feats = self.features(ts, values, st)
+            score = self._scored(feats, values, present, st)
+        else:
+            feats, score = np.zeros((n, len(SENSOR_FEATURES))), np.full(n, np.nan)
+            groups: dict[str, list[int]] = {}
+            for i, sid in enumerate(sensor_ids):
+                groups.setdefault(sid, []).append(i)
+            for sid, rows in groups.items():
+                st = self.sensors.get(sid)
+                if st is None:
+                    return None
+                rows = np.asarray(rows)
+                order = rows[np.argsort(ts[rows], kind="stable")]
+                t = ts[order]
+                if len(t) > 1 and np.any(t[1:] == t[:-1]):
+                    return None
+                f = self.features(t, values[order], st)
+                feats[order] = f
+                score[order] = self._scored(f, values[order], present[order], st)
+        flagged = np.greater(score, self.threshold, where=present, out=np.zeros(n, dtype=bool))
+        which = {"flagged": flagged, "all": present, "none": None}[explain]
+        top: list = [None] * n
+        if which is not None and which.any():
+            every = bool(which.all())
+            z = np.abs((feats if every else feats[which]) - self.medians) / self.scales
+            names = self.names[z.argmax(axis=1)].tolist()
+            if every:
+                top = names
+            else:
+                for i, name in zip(np.flatnonzero(which).tolist(), names, strict=True):
+                    top[i] = name
         return score, flagged, top

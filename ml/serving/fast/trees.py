@@ -8,10 +8,14 @@ no compiler or extra dependency in the Bento, nothing to rebuild when sklearn ch
 handling that would need its own equality proof.
 
 A node whose children are itself (the leaves) is a fixed point of the walk, so `depth` steps put every
-(row, tree) pair on its leaf without branching per tree.
+(row, tree) pair on its leaf without branching per tree. A shallow forest (the Isolation Forest: depth
+log2(max_samples)) is also stored level by level as complete binary trees (`_levels`): a step then reads
+no child array, about a third less work per level than the general walk.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,6 +72,63 @@ def _walk(X, feature, threshold, children, roots, depth, missing_left=None) -> n
     return idx.reshape(n, len(roots))
 
 
+MAX_LEVEL_NODES = 1 << 21  # the level layout's size limit (trees x 2**depth leaves); beyond it, `_walk`
+
+
+def _float32_at_most(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 <= each float64 threshold: for a float32 x, `x <= t` iff `x <= that`."""
+    t32 = threshold.astype(np.float32)
+    over = t32.astype(np.float64) > threshold
+    t32[over] = np.nextafter(t32[over], np.float32(-np.inf))
+    return t32
+
+
+def _levels(trees, depth: int):
+    """Trees as complete binary trees stored level by level (tree-major): the node at position j of tree t
+    on level L sits at t * 2**L + j of that level's arrays, so its children are at 2g and 2g + 1 of the
+    next level's: no child arrays to read. A leaf above the last level is continued by nodes that always
+    go left (threshold +inf), down to the last level, which holds the leaf values."""
+    n_trees = len(trees)
+    feats = [np.zeros((n_trees, 1 << level), dtype=np.intp) for level in range(depth)]
+    thrs = [np.full((n_trees, 1 << level), np.inf, dtype=np.float32) for level in range(depth)]
+    leaves = np.zeros((n_trees, 1 << depth))
+    for t, (feature, threshold, left, right, value) in enumerate(trees):
+        node = np.zeros(1, dtype=np.intp)
+        for level in range(depth):
+            leaf = left[node] < 0
+            feats[level][t] = np.where(leaf, 0, feature[node])
+            thrs[level][t] = np.where(leaf, np.inf, _float32_at_most(threshold[node].astype(np.float64)))
+            node = np.column_stack([np.where(leaf, node, left[node]), np.where(leaf, node, right[node])])
+            node = node.ravel()
+        if np.any(left[node] >= 0):
+            raise Unsupported("a tree is deeper than its max_depth")
+        leaves[t] = value[node]
+    return [f.ravel() for f in feats], [t.ravel() for t in thrs], leaves.ravel()
+
+
+@lru_cache(maxsize=8)  # a few request sizes; bounded (1,000 rows x 200 trees: 3 MB)
+def _starts(n: int, width: int, n_trees: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per (row, tree), row-major: the row's offset in the flattened input, and the tree's root (shared:
+    read-only)."""
+    base = np.repeat(np.arange(n, dtype=np.intp) * width, n_trees)
+    roots = np.tile(np.arange(n_trees, dtype=np.intp), n)
+    base.flags.writeable = roots.flags.writeable = False
+    return base, roots
+
+
+def _walk_levels(X, feats, thrs, leaves, n_trees: int) -> np.ndarray:
+    """Leaf value per (row, tree) of the level layout: right when x > threshold (float32, see above)."""
+    n, width = X.shape
+    flat = X.ravel()
+    base, roots = _starts(n, width, n_trees)
+    g = roots.copy()
+    for feature, threshold in zip(feats, thrs, strict=True):
+        right = flat.take(base + feature.take(g)) > threshold.take(g)
+        g += g
+        g += right
+    return leaves.take(g).reshape(n, n_trees)
+
+
 def _in_order_sum(values: np.ndarray, start=None) -> np.ndarray:
     """Row sums added left to right (sklearn's order; `np.sum` pairs terms differently)."""
     if start is not None:
@@ -114,14 +175,21 @@ class PackedIsolationForest:
         (self.feature, self.threshold, self.children, self.leaf_value, _, self.roots, self.depth) = _pack(
             range(len(estimators)), fields
         )
+        self.n_trees = len(estimators)
+        self.levels = None  # a shallow forest (Isolation Forests are: depth log2(max_samples)): level layout
+        if self.n_trees and self.n_trees << self.depth <= MAX_LEVEL_NODES:
+            self.levels = _levels([fields(i)[:5] for i in range(self.n_trees)], self.depth)
         self.denominator = len(estimators) * average_path_length([max_samples])[0]
 
     def score_samples(self, X) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float32)  # sklearn's trees compare float32 inputs
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features, got shape {X.shape}")
-        leaves = _walk(X, self.feature, self.threshold, self.children, self.roots, self.depth)
-        depths = _in_order_sum(self.leaf_value[leaves])
+        if self.levels is not None:
+            depths = _in_order_sum(_walk_levels(X, *self.levels, self.n_trees))
+        else:
+            leaves = _walk(X, self.feature, self.threshold, self.children, self.roots, self.depth)
+            depths = _in_order_sum(self.leaf_value[leaves])
         ratio = np.divide(depths, self.denominator, out=np.ones_like(depths), where=self.denominator != 0)
         return -(2 ** (-ratio))
 

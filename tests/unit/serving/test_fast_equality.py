@@ -76,6 +76,29 @@ def test_sensor_detector_equals_score_readings(data):
         assert top == [t if isinstance(t, str) else None for t in expected["top_feature"]]
 
 
+@pytest.mark.parametrize("max_features", [1.0, 0.6], ids=["all-features", "subsampled"])
+def test_packed_forest_equals_sklearn_bit_for_bit_also_on_its_thresholds(max_features):
+    from sklearn.ensemble import IsolationForest
+
+    from ml.serving.fast.trees import PackedIsolationForest
+
+    rng = np.random.default_rng(5)
+    forest = IsolationForest(n_estimators=40, max_samples=64, max_features=max_features, random_state=0)
+    forest.fit(rng.normal(size=(500, 6)))
+    packed = PackedIsolationForest(forest)
+    assert packed.levels is not None  # the level layout, not the general walk
+    X = rng.normal(size=(600, 6)) * 2
+    thresholds = packed.threshold[packed.children[::2] != np.arange(len(packed.threshold))]
+    on = rng.choice(thresholds, size=(200, 6)).astype(np.float32)  # inputs equal to a split value,
+    X[:200] = on  # and the next float32 above it: the comparisons at the edge of every split
+    X[200:400] = np.nextafter(on, np.float32(np.inf))
+    want = IsolationForest.score_samples(forest, X)
+    np.testing.assert_array_equal(packed.score_samples(X), want)
+    packed.levels = None
+    np.testing.assert_array_equal(packed.score_samples(X), want)
+    np.testing.assert_array_equal(packed.score_samples(X[:1]), want[:1])
+
+
 def test_sensor_endpoint_short_requests_equal_the_slow_path(data):
     pipe = anomaly.fit_detector(data.sensors, fixtures.SENSOR_PARAMS)
     fast = compile_model("sensor-anomaly", pipe)

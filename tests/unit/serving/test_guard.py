@@ -171,6 +171,24 @@ def test_rate_limits_come_from_params_and_bad_ones_are_refused():
         RateLimits([("predict", "lots")])
 
 
+def test_the_moving_window_counts_what_it_lets_through_and_forgets_idle_keys():
+    now = [1000.0]
+    rl = RateLimits([("predict", "3/minute")], clock=lambda: now[0])
+    for _ in range(3):  # at 1000, 1010, 1020
+        assert rl.check("k", "predict") is None
+        now[0] += 10
+    assert rl.check("k", "predict") == 30  # at 1030: until the oldest of the three leaves the window
+    now[0] += 29.5
+    assert rl.check("k", "predict") == 1  # a refused request is not counted; never less than 1 s
+    now[0] += 0.6
+    assert rl.check("k", "predict") is None  # the first left: one place
+    assert rl.check("k", "predict") == 10  # until the one of 1010 leaves
+    assert rl.check("other", "predict") is None and rl.check("k", "admin") is None  # no admin limit here
+    now[0] += 400  # idle keys are swept (memory stays bounded), and start afresh
+    assert rl.check("new", "predict") is None
+    assert set(rl._hits) == {("predict", "new")}
+
+
 def test_a_well_formed_request_id_is_kept_and_anything_else_replaced():
     assert guard.request_id_of([(b"X-Request-ID", b"trace-42.a:b_c")]) == "trace-42.a:b_c"
     for bad in (b"", b"x" * 129, b"evil\r\nSet-Cookie: a=b", b"<script>"):
