@@ -98,9 +98,8 @@ class Runtime:
         self.initial_load_done = threading.Event()
         self.follower: broadcast.Follower | None = None
         self._threads: anyio.CapacityLimiter | None = None  # `answer`'s threads, made in the event loop
-        self.telemetry = (
-            telemetry.FileSeries()
-        )  # drift, alerts, ingest counters from the operations jobs' files
+        # drift, alerts and ingest counters from the operations jobs' files, read when /metrics is scraped
+        self.telemetry = telemetry.FileSeries()
         self.predlog = PredictionLog(
             self.cfg.prediction_log,
             max_queue=self.cfg.prediction_log_max_queue,
