@@ -215,6 +215,18 @@ def busiest_others(exclude: set[int], n: int = 8) -> list[dict]:
     return [r for r in rows[:n] if r["cpu_percent"] > 0]
 
 
+def wait_idle(pids: list[int], below: float = 0.05, timeout: float = 180.0) -> float:
+    """Seconds until the server's processes use less than `below` of a core over a second (at most
+    `timeout`)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        c0 = loadgen.cpu_seconds(pids)
+        time.sleep(1.0)
+        if loadgen.cpu_seconds(pids) - c0 < below:
+            break
+    return round(time.monotonic() - t0, 1)
+
+
 # --- HTTP load ------------------------------------------------------------------------------------------
 def step(url: str, route: str, body: str, headers: list[dict], rate: float, seconds: float, pids) -> dict:
     """One open-loop step at `rate`, with the CPU seconds both sides used during it."""
@@ -287,6 +299,7 @@ def mark(ok: bool) -> str:
 def write_report(result: dict, md: Path, js: Path) -> None:
     js.write_text(json.dumps(result, indent=2) + "\n")
     env, cores, t = result["environment"], result["cores"], result["targets"]
+    meanwhile = next(iter(result["in_process"].values()), {}).get("server_cores_used_meanwhile")
     lines = [
         "# Service benchmark",
         "",
@@ -338,7 +351,8 @@ def write_report(result: dict, md: Path, js: Path) -> None:
         f"{result['light_rps']} rps minus the in-process p50 (parse + predict + response).",
         "",
         "The in-process figures run without the prediction log; its writer thread works off the answer's "
-        "path (in the server of the HTTP steps it runs as in production). Its CPU per request, measured "
+        "path (in the server of the HTTP steps it runs as in production). They are taken once the server "
+        f"is idle (it used {meanwhile} cores meanwhile). The prediction log's CPU per request, measured "
         "apart: "
         + ", ".join(
             f"`{route}` {ip.get('prediction_log_ms')} ms" for route, ip in result["in_process"].items()
@@ -458,8 +472,15 @@ def main(argv: list[str] | None = None) -> int:
             for r in wanted
             if r not in routes
         }
-        print("in-process latency ...", flush=True)
+        # the workers may still be loading the models the bench does not call (readiness waits only for
+        # the measured ones): that would share the cores with the in-process timings
+        idle_s = wait_idle(pids)
+        print(f"in-process latency (server idle after {idle_s} s) ...", flush=True)
+        s0, w0 = loadgen.cpu_seconds(pids), time.monotonic()
         inproc = in_process(rt, routes, bodies, args.repeats, work / "predictions-in-process")
+        beside = round((loadgen.cpu_seconds(pids) - s0) / (time.monotonic() - w0), 3)
+        for route in routes:
+            inproc[route]["server_cores_used_meanwhile"] = beside
         for route in routes:
             print(f"  {route}: {inproc[route]}", flush=True)
         loadgen.pin(0, set(cores["generator_cores"]))  # from here on this process only generates load

@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic_core import to_json
 
 log = logging.getLogger("opslab.predlog")
 ITEM_LISTS = ("readings", "items", "incidents")
@@ -43,11 +46,21 @@ COLUMNS = [
     "input",
     "output",
 ]
+SCHEMA = pa.schema(
+    [("request_id", pa.string()), ("time", pa.timestamp("us")), ("endpoint", pa.string()),
+     ("model_name", pa.string()), ("model_version", pa.string()), ("model_sha256", pa.string()),
+     ("item", pa.int64()), ("input", pa.string()), ("output", pa.string())]
+)  # fmt: skip
 
 
 def _dump(obj: Any) -> Any:
     dump = getattr(obj, "model_dump", None)
     return dump(mode="json") if dump is not None else obj
+
+
+def _text(obj: Any) -> str:
+    """JSON text (pydantic-core's encoder: several times faster than `json.dumps`, same values back)."""
+    return to_json(obj).decode()
 
 
 def rows_of(
@@ -66,13 +79,13 @@ def rows_of(
                 {
                     **base,
                     "item": i,
-                    "input": json.dumps({**extra, key[:-1]: it}),
-                    "output": json.dumps(res),
+                    "input": _text({**extra, key[:-1]: it}),
+                    "output": _text(res),
                 }  # fmt: skip
                 for i, (it, res) in enumerate(zip(items, results, strict=True))
             ]
     out = {k: v for k, v in resp.items() if k not in stamp}
-    return [{**base, "item": 0, "input": json.dumps(req), "output": json.dumps(out)}]
+    return [{**base, "item": 0, "input": _text(req), "output": _text(out)}]
 
 
 class PredictionLog:
@@ -93,6 +106,7 @@ class PredictionLog:
         self.dropped = self.written = self.failed = 0
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._seq = 0
+        self._folders: set[Path] = set()  # made already (mkdir is slow on overlay file systems)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.root is not None and start:
@@ -148,21 +162,35 @@ class PredictionLog:
                 rows, last = [], time.monotonic()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
+        """One parquet file per model and day of `rows`, written with pyarrow (a pandas frame and groupby
+        per batch cost ~5x more of the worker's CPU, taken from the requests it shares the GIL with)."""
         if not rows:
             return
         try:
-            frame = pd.DataFrame(rows, columns=COLUMNS)
-            frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.tz_localize(None)
-            for (model, day), part in frame.groupby(
-                [frame["model_name"].fillna("unknown"), frame["time"].dt.date]
-            ):
-                folder = self.root / str(model) / f"date={day:%Y-%m-%d}"
-                folder.mkdir(parents=True, exist_ok=True)
+            naive: dict[datetime, datetime] = {}  # a request's rows share one time: convert it once
+            times = [naive.get(t) or naive.setdefault(t, t.astimezone(UTC).replace(tzinfo=None))
+                     for t in (r["time"] for r in rows)]  # fmt: skip
+            parts: dict[tuple[str, date], list[int]] = {}
+            for i, (row, at) in enumerate(zip(rows, times, strict=True)):
+                parts.setdefault((str(row["model_name"] or "unknown"), at.date()), []).append(i)
+            for (model, day), idx in parts.items():
+                folder = self.root / model / f"date={day:%Y-%m-%d}"
+                if folder not in self._folders:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    self._folders.add(folder)
                 self._seq += 1
                 name = f"{datetime.now(UTC):%H%M%S%f}-{os.getpid()}-{self._seq}.parquet"
+                whole = len(idx) == len(rows)
+                columns = {c: [r[c] for r in rows] if whole else [rows[i][c] for i in idx] for c in COLUMNS}
+                columns["time"] = times if whole else [times[i] for i in idx]
+                table = pa.table({c: pa.array(v, type=SCHEMA.field(c).type) for c, v in columns.items()})
                 buf = io.BytesIO()
-                part.to_parquet(buf, index=False)
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+                pq.write_table(table, buf)
+                try:
+                    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+                except FileNotFoundError:  # the folder was removed since it was made (by hand, by a test)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(buf.getvalue())
                 os.replace(tmp, folder / name)
