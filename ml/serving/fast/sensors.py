@@ -285,8 +285,14 @@ class FastDetector:
         """-> (score with NaN for missing readings, is_anomaly, top_feature per reading), request order.
 
         Returns None when the request needs the slow path's error (an unknown sensor, two readings of a
-        sensor at one time): the slow path then answers with its own message.
+        sensor at one time): the slow path then answers with its own message. A finite but extreme reading
+        (say 1e300) overflows the window sums to inf; the trees still route it (scored 1, anomalous), so
+        the overflow is expected there and not warned about once per request.
         """
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._score(sensor_ids, ts, values, explain)
+
+    def _score(self, sensor_ids: list[str], ts: np.ndarray, values: np.ndarray, explain: str):
         n = len(sensor_ids)
         present = ~np.isnan(values)
         if n and sensor_ids.count(sensor_ids[0]) == n and (n == 1 or bool((ts[1:] > ts[:-1]).all())):

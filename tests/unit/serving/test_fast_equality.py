@@ -130,6 +130,20 @@ def test_sensor_endpoint_short_requests_equal_the_slow_path(data):
         fast_endpoints.detect_anomaly(fast, pipe, bad)
 
 
+@pytest.mark.parametrize("extreme", [1e200, -1.7e308])
+def test_an_extreme_finite_reading_is_flagged_without_numpy_warnings(data, extreme):
+    pipe = anomaly.fit_detector(data.sensors, fixtures.SENSOR_PARAMS)
+    fast = compile_model("sensor-anomaly", pipe)
+    sid = data.sensors["sensor_id"].iloc[0]
+    part = data.sensors[data.sensors["sensor_id"] == sid].dropna(subset=["value"]).tail(24)
+    ts = part["timestamp"].to_numpy(dtype="datetime64[ns]")
+    values = part["value"].to_numpy(dtype=float).copy()
+    values[-4] = extreme
+    with np.errstate(all="raise"):  # a warning anywhere on the path raises here
+        score, flagged, _ = fast.score([sid] * len(values), ts, values, "all")
+    assert flagged[-4] and score[-4] == 1.0
+
+
 @pytest.mark.parametrize("fit", [sla.fit_sla, sla.fit_logistic], ids=["calibrated-hgb", "logistic"])
 def test_sla_equals_breach_probability(split, fit):
     train, test = split
