@@ -7,7 +7,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +162,43 @@ def drift_report(
         seconds=round(time.perf_counter() - started, 2),
     )
     return out
+
+
+def verdicts_compared(
+    report: Mapping[str, Any], ours: Iterable[str], expected: Iterable[str]
+) -> dict[str, list]:
+    """Evidently's drifted columns (`drift_report`'s `columns`) next to our PSI monitor's and the columns
+    a known shift should move: which both flag, which only one does, which expected ones each misses."""
+    theirs = {c for c, v in report["columns"].items() if v.get("drifted")}
+    ours, expected = set(ours), set(expected)
+    return {
+        "evidently": sorted(theirs),
+        "ours": sorted(ours),
+        "both": sorted(theirs & ours),
+        "only_evidently": sorted(theirs - ours),
+        "only_ours": sorted(ours - theirs),
+        "evidently_missed": sorted(expected - theirs),
+        "ours_missed": sorted(expected - ours),
+    }
+
+
+def verdicts_sentence(what: str, compared: Mapping[str, list], shift: str) -> str:
+    """One Markdown sentence stating `verdicts_compared`'s result (generated, so it cannot go stale)."""
+
+    def names(cols) -> str:
+        return ", ".join(f"`{c}`" for c in cols) or "nothing"
+
+    agree = not compared["only_evidently"] and not compared["only_ours"]
+    text = (
+        f"**{what}:** Evidently flags {names(compared['evidently'])}; our PSI monitor flags "
+        f"{names(compared['ours'])}: they {'agree' if agree else 'disagree'}"
+    )
+    if not agree:
+        text += f" (only Evidently: {names(compared['only_evidently'])}; only ours: {names(compared['only_ours'])})"
+    missed = {"Evidently": compared["evidently_missed"], "our monitor": compared["ours_missed"]}
+    if missed["Evidently"] and missed["Evidently"] == missed["our monitor"]:
+        missed = {"both": missed["Evidently"]}
+    for who, cols in missed.items():
+        if cols:
+            text += f". Of the columns {shift} should move, {who} {'miss' if who == 'both' else 'misses'} {names(cols)}"
+    return text + "."

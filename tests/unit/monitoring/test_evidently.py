@@ -33,3 +33,17 @@ def test_rollout_is_detected_by_evidently_and_psi_and_a_reference_batch_is_not(s
     psi_after = drift.psi_table(reference, after).set_index("feature")["psi"]
     assert psi_after["cmdb_ci"] > 0.25 and psi_after["assignment_group"] > 0.25
     assert drift.psi_table(reference, same)["psi"].max() < 0.1
+
+
+def test_verdicts_are_compared_and_stated_from_the_reports():
+    report = {"columns": {"a": {"drifted": True}, "b": {"drifted": False}, "c": {"drifted": True}}}
+    cmp = evidently.verdicts_compared(report, ours=["a", "b"], expected=["a", "b", "d"])
+    assert cmp["both"] == ["a"] and cmp["only_evidently"] == ["c"] and cmp["only_ours"] == ["b"]
+    assert cmp["evidently_missed"] == ["b", "d"] and cmp["ours_missed"] == ["d"]
+    text = evidently.verdicts_sentence("Sensors", cmp, "the recalibration")
+    assert "they disagree" in text and "only Evidently: `c`" in text and "Evidently misses `b`, `d`" in text
+    same = evidently.verdicts_compared(report, ours=["a", "c"], expected=["a"])
+    assert "they agree" in evidently.verdicts_sentence("Incidents", same, "the rollout")
+    assert "miss" not in evidently.verdicts_sentence("Incidents", same, "the rollout")
+    both = evidently.verdicts_compared(report, ours=["a", "c"], expected=["a", "d"])
+    assert "both miss `d`" in evidently.verdicts_sentence("Incidents", both, "the rollout")
