@@ -36,7 +36,6 @@ import mlflow
 import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
-import skops.io
 import yaml
 from mlflow.models import infer_signature
 
@@ -303,6 +302,8 @@ def load_sklearn(model_dir: Path, expected_sha256: str | None):
     f = Path(model_dir) / MODEL_FILE
     data = f.read_bytes()
     _verify(f, hashlib.sha256(data).hexdigest(), expected_sha256)
+    import skops.io  # here, not at the top: its trusted-type scan costs every importer of ml.registry ~1-5 s
+
     return skops.io.loads(data, trusted=TRUSTED_TYPES)
 
 

@@ -2,9 +2,9 @@
 
 Server A: a scratch MLflow registry with small real models (sensor-anomaly v1 and champion v2, forecaster,
 SLA, TTR, triage, system/team, similar incidents, clusters), API keys (one in the env, one in a key file),
-and `OPSLAB_MODEL_URI_SENSOR_ANOMALY` pinning v1 (the env-var rollback). Server B: the registry unreachable,
-so the exported copies are served; the TTR, system/team and clusters copies are missing and the SLA copy
-tampered with, so only their endpoints answer 503; no keys (open, loopback).
+and `OPSLAB_MODEL_URI_SENSOR_ANOMALY` pinning v1 (the env-var rollback). Server B (one worker): the registry
+unreachable, so the exported copies are served; the TTR, system/team and clusters copies are missing and the
+SLA copy tampered with, so only their endpoints answer 503; no keys (open, loopback).
 A third `bentoml serve --host 0.0.0.0` without keys must refuse to start.
 
 The scratch registry takes a minute or two to train and register; it is cached under
@@ -184,10 +184,11 @@ def servers(scratch, tmp_path_factory):
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.free_port()}",  # nothing listens there
         "OPSLAB_MODELS_DIR": str(fallback_models),
         settings.ENV_REQUIRED: "sensor-anomaly,sensor-forecast",
+        settings.ENV_WORKERS: "1",  # its tests are about sources, not workers: one process loads less
     }
-    a = Server("server-a", env_a, work)
+    a = Server("server-a", env_a, work)  # one worker per core: metrics and reloads across workers
     b = Server("server-b", env_b, work)
-    refuse = Server("refuse", {}, work, host="0.0.0.0")
+    refuse = Server("refuse", {settings.ENV_WORKERS: "1"}, work, host="0.0.0.0")
     try:
         started = {"a": a.wait("/readyz"), "b": b.wait("/readyz")}
         print(f"\nserver start (both at once on a shared box): A {started['a']:.0f}s, B {started['b']:.0f}s")
