@@ -27,9 +27,10 @@ def load_gold(gold_dir: str | Path, table: str, smoke_incidents: int | None = No
     return frame.head(int(smoke_incidents)) if smoke_incidents else frame
 
 
-# Open-time fields the silver table does not carry but an event log may: who opened the ticket. Every
-# event holds the same (final) value; a log without the column simply has no such feature.
-EXTRA_OPEN_TIME = ("opened_by",)
+# Open-time fields the silver table does not carry but an event log may, taken from each incident's FIRST
+# event: who opened the ticket, who created the record, and the symptom as first reported (it may change
+# later; only the first event's value is read). A log without a column simply has no such feature.
+EXTRA_OPEN_TIME = ("opened_by", "sys_created_by", "u_symptom")
 ROUTED_AT = "routed_at"  # the first event's time: `ml.incidents.history.ROUTED_AT` (not imported: stage deps)
 
 

@@ -11,7 +11,9 @@ Three models share it, each one sklearn object from records to predictions:
 - `BreachClassifier`: P(SLA breach);
 - `QuantileHours`: hours to resolution at several quantiles (log1p target, split-conformal shifts from
   the latest training slice);
-- `GroupClassifier`: the initial assignment group with a ranked top-k.
+- `GroupClassifier`: the initial assignment group with a ranked top-k (rare groups share one tree class).
+`BreachClassifier` and `GroupClassifier` can blend in a sparse logistic model on one-hot fields and field
+crosses (`cross_weight`, `ml.incidents.crosses`).
 With `history=False, calendar=False` and the plain categorical columns they are the "plain HGB" baseline.
 `half_life_days` weights training incidents by recency (the newest count most), for logs whose regime
 shifts.
@@ -27,11 +29,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from ml.data import schemas
+from ml.incidents.crosses import CrossLogit
+from ml.incidents.datasets import EXTRA_OPEN_TIME
 from ml.incidents.history import history_columns, routing_columns, routing_share_columns, share_columns
 
-# Open-time fields a model may read: the silver schema's, plus who opened the ticket when a log has it.
-OPEN_TIME_FIELDS = frozenset(schemas.OPEN_TIME_COLUMNS) | {"opened_by"}
+# Open-time fields a model may read: the silver schema's, plus the first-event extras when a log has them.
+OPEN_TIME_FIELDS = frozenset(schemas.OPEN_TIME_COLUMNS) | set(EXTRA_OPEN_TIME)
 LEVELS = ("impact", "urgency", "priority")
+RARE = "\x00rare"  # the trees' one class for every group with too few training tickets
 
 
 class OpenTimeFrame(TransformerMixin, BaseEstimator):
@@ -165,13 +170,48 @@ class _OpenTimeHGB(BaseEstimator):
 
 
 class BreachClassifier(ClassifierMixin, _OpenTimeHGB):
-    """P(SLA breach) from open-time fields (and history): y is 0/1."""
+    """P(SLA breach) from open-time fields (and history): y is 0/1. With `cross_weight` > 0 the trees'
+    probability is blended with a sparse logistic regression's on the one-hot categorical columns, levels
+    and field `crosses` (`ml.incidents.crosses.CrossLogit`)."""
+
+    def __init__(
+        self,
+        categorical_columns=(),
+        calendar=True,
+        history=True,
+        max_categories=250,
+        half_life_days=None,
+        max_iter=200,
+        learning_rate=0.05,
+        max_leaf_nodes=31,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        random_state=0,
+        crosses=(),
+        cross_weight=0.0,
+        cross_C=1.0,
+    ):
+        super().__init__(
+            categorical_columns, calendar, history, max_categories, half_life_days, max_iter,
+            learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization, random_state,
+        )  # fmt: skip
+        self.crosses = crosses
+        self.cross_weight = cross_weight
+        self.cross_C = cross_C
 
     def fit(self, X: pd.DataFrame, y):
-        return self._fit_classifier(X, np.asarray(y, dtype=int))
+        y = np.asarray(y, dtype=int)
+        self._fit_classifier(X, y)
+        self.cross_ = _fit_cross(self, X, y)
+        return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.model_.predict_proba(self.frame_.transform(X))
+        P = self.model_.predict_proba(self.frame_.transform(X))
+        if self.cross_ is None:
+            return P
+        Q = np.zeros_like(P)
+        Q[:, np.searchsorted(self.classes_, self.cross_.classes_.astype(int))] = self.cross_.predict_proba(X)
+        return (1.0 - self.cross_weight) * P + self.cross_weight * Q
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.model_.predict(self.frame_.transform(X))
@@ -182,7 +222,14 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
 
     With `prior_weight` > 0 the trees' probabilities are blended with a routing prior: the mean over keys
     of the recency-weighted share of each group among the key's earlier tickets (`share_*` columns of
-    `ml.incidents.history.routing_shares`; records without them keep the trees' probabilities)."""
+    `ml.incidents.history.routing_shares`; records without them keep the trees' probabilities).
+
+    Groups with fewer than `min_group_count` training tickets share one "rare" class in the trees (a
+    multiclass HGB fits one tree per class and iteration, so this is most of its cost); the rare class's
+    probability is then split among the rare groups by the routing prior restricted to them, else by
+    their training frequency. With `cross_weight` > 0 the trees' probabilities are blended with those of
+    a sparse logistic regression on the one-hot categorical columns, levels and the field `crosses`
+    (`ml.incidents.crosses.CrossLogit`), before the routing prior."""
 
     _routing = True
 
@@ -200,21 +247,62 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
         l2_regularization=1.0,
         random_state=0,
         prior_weight=0.0,
+        min_group_count=0,
+        crosses=(),
+        cross_weight=0.0,
+        cross_C=1.0,
     ):
         super().__init__(
             categorical_columns, calendar, history, max_categories, half_life_days, max_iter,
             learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization, random_state,
         )  # fmt: skip
         self.prior_weight = prior_weight
+        self.min_group_count = min_group_count
+        self.crosses = crosses
+        self.cross_weight = cross_weight
+        self.cross_C = cross_C
 
     def fit(self, X: pd.DataFrame, y):
-        return self._fit_classifier(X, np.asarray(y, dtype=object).astype(str))
+        labels = np.asarray(y, dtype=object).astype(str)
+        groups, counts = np.unique(labels, return_counts=True)
+        rare = counts < int(self.min_group_count or 0)
+        if rare.sum() < 2:  # merging fewer than two groups saves nothing
+            rare[:] = False
+        self.rare_ = groups[rare]
+        self.rare_freq_ = counts[rare] / max(counts[rare].sum(), 1)
+        merged = np.where(np.isin(labels, self.rare_), RARE, labels) if rare.any() else labels
+        self._fit_classifier(X, merged)
+        self.classes_ = groups
+        self.cross_ = _fit_cross(self, X, labels)
+        return self
+
+    def _tree_proba(self, X: pd.DataFrame, prior: np.ndarray | None) -> np.ndarray:
+        """The trees' probabilities over every group, the rare class split among the rare groups."""
+        T = self.model_.predict_proba(self.frame_.transform(X))
+        if not len(self.rare_):
+            return T
+        P = np.zeros((len(X), len(self.classes_)))
+        cols = np.searchsorted(self.classes_, self.model_.classes_[self.model_.classes_ != RARE])
+        P[:, cols] = T[:, self.model_.classes_ != RARE]
+        rare_cols = np.searchsorted(self.classes_, self.rare_)
+        split = np.tile(self.rare_freq_, (len(X), 1))
+        if prior is not None:
+            known = np.nan_to_num(prior[:, rare_cols])
+            has = known.sum(axis=1) > 0
+            split[has] = known[has] / known[has].sum(axis=1, keepdims=True)
+        P[:, rare_cols] = T[:, list(self.model_.classes_).index(RARE)][:, None] * split
+        return P
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        P = self.model_.predict_proba(self.frame_.transform(X))
-        if not self.prior_weight or not self.history:
+        use_prior = bool(self.history) and (bool(self.prior_weight) or len(self.rare_) > 0)
+        prior = routing_prior(X, self.classes_) if use_prior else None
+        P = self._tree_proba(X, prior)
+        if self.cross_ is not None:
+            Q = np.zeros_like(P)
+            Q[:, np.searchsorted(self.classes_, self.cross_.classes_)] = self.cross_.predict_proba(X)
+            P = (1.0 - self.cross_weight) * P + self.cross_weight * Q
+        if not self.prior_weight or prior is None:
             return P
-        prior = routing_prior(X, self.classes_)
         has = ~np.isnan(prior).any(axis=1)
         P[has] = (1.0 - self.prior_weight) * P[has] + self.prior_weight * prior[has]
         return P
@@ -294,6 +382,19 @@ class QuantileHours(RegressorMixin, _OpenTimeHGB):
         F = self.frame_.transform(X)
         z = np.column_stack([m.predict(F) for m in self.estimators_]) + self.shifts_
         return np.maximum(np.expm1(np.sort(z, axis=1)), 0.0)
+
+
+def _fit_cross(est, X: pd.DataFrame, y) -> CrossLogit | None:
+    """The sparse logistic model of `est` (its categorical columns, the levels and its `crosses`), or None
+    when `cross_weight` is 0."""
+    if not est.cross_weight:
+        return None
+    columns = (*est.categorical_columns, *LEVELS)
+    for cross in est.crosses:
+        bad = [f for f in str(cross).split("+") if f not in OPEN_TIME_FIELDS]
+        if bad:
+            raise ValueError(f"crosses: {cross!r} reads {bad[0]!r}, which is not an open-time field")
+    return CrossLogit(columns, tuple(est.crosses), C=est.cross_C).fit(X, y)
 
 
 def routing_prior(X: pd.DataFrame, classes: np.ndarray) -> np.ndarray:
