@@ -178,7 +178,9 @@ def test_the_loaders_deserialise_the_bytes_they_hashed(tmp_path, monkeypatch, de
     def reopen(*args, **kwargs):
         raise AssertionError("the model file was opened again after its sha256 was checked")
 
-    monkeypatch.setattr(registry.skops.io, "load", reopen)
+    import skops.io  # the module ml.registry loads with (it imports it only when loading)
+
+    monkeypatch.setattr(skops.io, "load", reopen)
     assert registry.load_sklearn(tmp_path / "m", sha) is not None
     with pytest.raises(ValueError, match="no model_sha256"):
         registry.load_sklearn(tmp_path / "m", None)
