@@ -52,9 +52,8 @@ class OpenTimeFrame(TransformerMixin, BaseEstimator):
         self.routing = routing
 
     def fit(self, X: pd.DataFrame, y=None):
-        bad = [c for c in self.categorical_columns if c not in OPEN_TIME_FIELDS]
-        if bad:
-            raise ValueError(f"categorical_columns: {bad[0]!r} is not an open-time field")
+        for c in self.categorical_columns:
+            _check_open_time("categorical_columns", c, c)
         if "opened_at" not in X:
             raise ValueError("incident records lack column 'opened_at'")
         cats = [c for c in self.categorical_columns if c in X.columns]
@@ -206,12 +205,7 @@ class BreachClassifier(ClassifierMixin, _OpenTimeHGB):
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        P = self.model_.predict_proba(self.frame_.transform(X))
-        if self.cross_ is None:
-            return P
-        Q = np.zeros_like(P)
-        Q[:, np.searchsorted(self.classes_, self.cross_.classes_.astype(int))] = self.cross_.predict_proba(X)
-        return (1.0 - self.cross_weight) * P + self.cross_weight * Q
+        return _blend_cross(self, self.model_.predict_proba(self.frame_.transform(X)), X)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.model_.predict(self.frame_.transform(X))
@@ -296,11 +290,7 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         use_prior = bool(self.history) and (bool(self.prior_weight) or len(self.rare_) > 0)
         prior = routing_prior(X, self.classes_) if use_prior else None
-        P = self._tree_proba(X, prior)
-        if self.cross_ is not None:
-            Q = np.zeros_like(P)
-            Q[:, np.searchsorted(self.classes_, self.cross_.classes_)] = self.cross_.predict_proba(X)
-            P = (1.0 - self.cross_weight) * P + self.cross_weight * Q
+        P = _blend_cross(self, self._tree_proba(X, prior), X)
         if not self.prior_weight or prior is None:
             return P
         has = ~np.isnan(prior).any(axis=1)
@@ -391,10 +381,27 @@ def _fit_cross(est, X: pd.DataFrame, y) -> CrossLogit | None:
         return None
     columns = (*est.categorical_columns, *LEVELS)
     for cross in est.crosses:
-        bad = [f for f in str(cross).split("+") if f not in OPEN_TIME_FIELDS]
-        if bad:
-            raise ValueError(f"crosses: {cross!r} reads {bad[0]!r}, which is not an open-time field")
+        for field in str(cross).split("+"):
+            _check_open_time("crosses", field, cross)
     return CrossLogit(columns, tuple(est.crosses), C=est.cross_C).fit(X, y)
+
+
+def _blend_cross(est, P: np.ndarray, X: pd.DataFrame) -> np.ndarray:
+    """The trees' probabilities `P` (columns `est.classes_`) blended with the sparse logistic model's by
+    `cross_weight`; `P` itself when there is none."""
+    if est.cross_ is None:
+        return P
+    Q = np.zeros_like(P)
+    cols = np.searchsorted(est.classes_, est.cross_.classes_.astype(est.classes_.dtype))  # it fits str labels
+    Q[:, cols] = est.cross_.predict_proba(X)
+    return (1.0 - est.cross_weight) * P + est.cross_weight * Q
+
+
+def _check_open_time(setting: str, field: str, entry: str) -> None:
+    """Refuse a setting that would make a model read anything but an open-time field."""
+    if field not in OPEN_TIME_FIELDS:
+        where = f"{entry!r} reads {field!r}, which" if entry != field else repr(field)
+        raise ValueError(f"{setting}: {where} is not an open-time field")
 
 
 def routing_prior(X: pd.DataFrame, classes: np.ndarray) -> np.ndarray:
