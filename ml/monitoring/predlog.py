@@ -35,22 +35,20 @@ from pydantic_core import to_json
 
 log = logging.getLogger("opslab.predlog")
 ITEM_LISTS = ("readings", "items", "incidents")
-COLUMNS = [
-    "request_id",
-    "time",
-    "endpoint",
-    "model_name",
-    "model_version",
-    "model_sha256",
-    "item",
-    "input",
-    "output",
-]
 SCHEMA = pa.schema(
-    [("request_id", pa.string()), ("time", pa.timestamp("us")), ("endpoint", pa.string()),
-     ("model_name", pa.string()), ("model_version", pa.string()), ("model_sha256", pa.string()),
-     ("item", pa.int64()), ("input", pa.string()), ("output", pa.string())]
-)  # fmt: skip
+    [
+        ("request_id", pa.string()),
+        ("time", pa.timestamp("us")),
+        ("endpoint", pa.string()),
+        ("model_name", pa.string()),
+        ("model_version", pa.string()),
+        ("model_sha256", pa.string()),
+        ("item", pa.int64()),
+        ("input", pa.string()),
+        ("output", pa.string()),
+    ]
+)  # time: naive UTC
+COLUMNS = SCHEMA.names
 
 
 def _dump(obj: Any) -> Any:
@@ -180,10 +178,8 @@ class PredictionLog:
                     self._folders.add(folder)
                 self._seq += 1
                 name = f"{datetime.now(UTC):%H%M%S%f}-{os.getpid()}-{self._seq}.parquet"
-                whole = len(idx) == len(rows)
-                columns = {c: [r[c] for r in rows] if whole else [rows[i][c] for i in idx] for c in COLUMNS}
-                columns["time"] = times if whole else [times[i] for i in idx]
-                table = pa.table({c: pa.array(v, type=SCHEMA.field(c).type) for c, v in columns.items()})
+                columns = {c: [rows[i][c] for i in idx] for c in COLUMNS} | {"time": [times[i] for i in idx]}
+                table = pa.table(columns, schema=SCHEMA)
                 buf = io.BytesIO()
                 pq.write_table(table, buf)
                 try:
