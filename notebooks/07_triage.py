@@ -199,9 +199,11 @@ else:
 # `python -m ml.incidents evaluate` on all 24,918 incidents of the UCI log (`make bench` refreshes the file):
 # split by incident count (the earliest 80% by opening time train, the latest 20% test), incidents still open
 # at the end of the data scored as censored. `model` is gradient boosting with native categoricals plus
-# causal history and workload features (`ml.incidents.history`: only outcomes resolved before a ticket
-# opened), `hgb` the same trees on the plain open-time fields, `registered` the setup this notebook
-# registers. Headline: top-1 and top-3 accuracy of the group at the first event (initial routing, not the resolving team). The sentence under the table is generated from the file.
+# causal history and routing features (`ml.incidents.history`: only what was known before a ticket
+# opened), blended with a sparse logistic model on field crosses and the routing prior, then a second stage
+# that re-ranks each ticket's ten best groups (`ml.incidents.rerank`, fitted on the latest 20% of training
+# with a first stage fitted on the rest); `hgb` is the same trees on the plain open-time fields, `registered`
+# the setup this notebook registers. Headline: top-1 and top-3 accuracy of the group at the first event (initial routing, not the resolving team). The sentence under the table is generated from the file.
 
 # %%
 whole = evaluate.load_result(resolve("metrics/uci_full.json"))

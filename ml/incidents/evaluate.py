@@ -10,7 +10,8 @@ leaves few test incidents on a log whose openings bunch up); `--cutoff` splits a
 Every section (sla, ttr, group) scores on the same holdout:
 - `model`: gradient boosting with native categoricals on the open-time fields plus causal history and
   workload features (`ml.incidents.history`, `ml.incidents.hgb`; settings `<section>.history_model`),
-  for sla and group blended with a sparse logistic model on one-hot fields and field `crosses`;
+  for sla and group blended with a sparse logistic model on one-hot fields and field `crosses`, and for
+  group a second stage that re-ranks each ticket's best groups (`ml.incidents.rerank`);
 - `hgb`: the plain baseline, the same trees on the plain open-time fields only (no history, no calendar);
 - the older baselines (logistic / majority, per-priority quantiles, majority / lookup rule) and, with
   `--registered`, `registered`: the setup the notebooks register (`ml.incidents.sla` / `ttr` / `triage`).

@@ -13,7 +13,8 @@ Three models share it, each one sklearn object from records to predictions:
   the latest training slice);
 - `GroupClassifier`: the initial assignment group with a ranked top-k (rare groups share one tree class).
 `BreachClassifier` and `GroupClassifier` can blend in a sparse logistic model on one-hot fields and field
-crosses (`cross_weight`, `ml.incidents.crosses`).
+crosses (`cross_weight`, `ml.incidents.crosses`); `GroupClassifier` can re-rank its best groups with a
+second stage learned on its latest training rows (`rerank`, `ml.incidents.rerank`).
 With `history=False, calendar=False` and the plain categorical columns they are the "plain HGB" baseline.
 `half_life_days` weights training incidents by recency (the newest count most), for logs whose regime
 shifts.
@@ -32,6 +33,7 @@ from ml.data import schemas
 from ml.incidents.crosses import CrossLogit
 from ml.incidents.datasets import EXTRA_OPEN_TIME
 from ml.incidents.history import history_columns, routing_columns, routing_share_columns, share_columns
+from ml.incidents.rerank import CandidateReranker, Components
 
 # Open-time fields a model may read: the silver schema's, plus the first-event extras when a log has them.
 OPEN_TIME_FIELDS = frozenset(schemas.OPEN_TIME_COLUMNS) | set(EXTRA_OPEN_TIME)
@@ -223,7 +225,11 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
     probability is then split among the rare groups by the routing prior restricted to them, else by
     their training frequency. With `cross_weight` > 0 the trees' probabilities are blended with those of
     a sparse logistic regression on the one-hot categorical columns, levels and the field `crosses`
-    (`ml.incidents.crosses.CrossLogit`), before the routing prior."""
+    (`ml.incidents.crosses.CrossLogit`), before the routing prior.
+
+    With `rerank` (a dict: `fraction`, and `k` plus tree settings of `ml.incidents.rerank.CandidateReranker`)
+    a first stage fitted on all but the latest `fraction` of the rows scores those latest rows, a second
+    stage learns from them to re-rank the `k` best groups, and the first stage is refitted on every row."""
 
     _routing = True
 
@@ -245,6 +251,7 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
         crosses=(),
         cross_weight=0.0,
         cross_C=1.0,
+        rerank=None,
     ):
         super().__init__(
             categorical_columns, calendar, history, max_categories, half_life_days, max_iter,
@@ -255,9 +262,24 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
         self.crosses = crosses
         self.cross_weight = cross_weight
         self.cross_C = cross_C
+        self.rerank = rerank
 
     def fit(self, X: pd.DataFrame, y):
+        """Pass the rows in time order: with `rerank`, the latest `fraction` of them trains the second stage."""
         labels = np.asarray(y, dtype=object).astype(str)
+        settings = dict(self.rerank or {})
+        fraction = float(settings.pop("fraction", 0.0))
+        n_tail = int(len(labels) * fraction)
+        self.reranker_ = None
+        if n_tail >= 50:  # the first stage on the earlier rows scores the latest ones, out of sample
+            self._fit_first_stage(X.iloc[:-n_tail], labels[:-n_tail])
+            tail = X.iloc[-n_tail:]
+            reranker = CandidateReranker(**settings, random_state=self.random_state)
+            self.reranker_ = reranker.fit(tail, self._components(tail), self.classes_, self.log_count_,
+                                          labels[-n_tail:])  # fmt: skip
+        return self._fit_first_stage(X, labels)
+
+    def _fit_first_stage(self, X: pd.DataFrame, labels: np.ndarray):
         groups, counts = np.unique(labels, return_counts=True)
         rare = counts < int(self.min_group_count or 0)
         if rare.sum() < 2:  # merging fewer than two groups saves nothing
@@ -267,6 +289,7 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
         merged = np.where(np.isin(labels, self.rare_), RARE, labels) if rare.any() else labels
         self._fit_classifier(X, merged)
         self.classes_ = groups
+        self.log_count_ = np.log1p(counts)
         self.cross_ = _fit_cross(self, X, labels)
         return self
 
@@ -287,15 +310,23 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
         P[:, rare_cols] = T[:, list(self.model_.classes_).index(RARE)][:, None] * split
         return P
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def _components(self, X: pd.DataFrame) -> Components:
+        """The trees', the sparse logistic model's and the routing prior's probabilities, and their blend."""
         use_prior = bool(self.history) and (bool(self.prior_weight) or len(self.rare_) > 0)
         prior = routing_prior(X, self.classes_) if use_prior else None
-        P = _blend_cross(self, self._tree_proba(X, prior), X)
-        if not self.prior_weight or prior is None:
-            return P
-        has = ~np.isnan(prior).any(axis=1)
-        P[has] = (1.0 - self.prior_weight) * P[has] + self.prior_weight * prior[has]
-        return P
+        trees = self._tree_proba(X, prior)
+        cross = _cross_proba(self, X, trees.shape)
+        P = trees if cross is None else (1.0 - self.cross_weight) * trees + self.cross_weight * cross
+        if self.prior_weight and prior is not None:
+            has = ~np.isnan(prior).any(axis=1)
+            P[has] = (1.0 - self.prior_weight) * P[has] + self.prior_weight * prior[has]
+        return Components(trees, cross, prior if self.prior_weight else None, P)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        comps = self._components(X)
+        if self.reranker_ is None:
+            return comps.blend
+        return self.reranker_.rerank(X, comps, self.classes_, self.log_count_)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -386,15 +417,21 @@ def _fit_cross(est, X: pd.DataFrame, y) -> CrossLogit | None:
     return CrossLogit(columns, tuple(est.crosses), C=est.cross_C).fit(X, y)
 
 
+def _cross_proba(est, X: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray | None:
+    """The sparse logistic model's probabilities in the columns of `est.classes_`, or None without one."""
+    if est.cross_ is None:
+        return None
+    Q = np.zeros(shape)
+    cols = np.searchsorted(est.classes_, est.cross_.classes_.astype(est.classes_.dtype))  # it fits str labels
+    Q[:, cols] = est.cross_.predict_proba(X)
+    return Q
+
+
 def _blend_cross(est, P: np.ndarray, X: pd.DataFrame) -> np.ndarray:
     """The trees' probabilities `P` (columns `est.classes_`) blended with the sparse logistic model's by
     `cross_weight`; `P` itself when there is none."""
-    if est.cross_ is None:
-        return P
-    Q = np.zeros_like(P)
-    cols = np.searchsorted(est.classes_, est.cross_.classes_.astype(est.classes_.dtype))  # it fits str labels
-    Q[:, cols] = est.cross_.predict_proba(X)
-    return (1.0 - est.cross_weight) * P + est.cross_weight * Q
+    Q = _cross_proba(est, X, P.shape)
+    return P if Q is None else (1.0 - est.cross_weight) * P + est.cross_weight * Q
 
 
 def _check_open_time(setting: str, field: str, entry: str) -> None:
