@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     metrics = ROOT / args.metrics
     t0 = time.perf_counter()
-    cmd = ["-m", "ml.incidents", "evaluate", "--event-log", str(log), "--out", str(metrics)]
+    where = os.path.relpath(log.resolve(), ROOT)  # the CLI runs in ROOT; the file records no machine path
+    cmd = ["-m", "ml.incidents", "evaluate", "--event-log", where, "--out", str(metrics)]
     run = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if run.returncode != 0:
