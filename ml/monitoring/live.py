@@ -41,11 +41,10 @@ class ModelSpec:
     item: str  # the key of the item in the logged input (predlog: the request list's name, singular)
     outputs: tuple[str, ...] = ()  # dotted paths of the monitored scores in the logged output
     performance: str | None = None  # sla | ttr | forecast: how live labels judge it
-    scorer: str | None = None  # sla | ttr | clusters: how its reference sample is scored (None: not possible)
+    scorer: str | None = None  # sla | ttr | clusters | heads: how its reference sample is scored (None: none)
     no_scores: str = ""  # why there is no training score distribution (scorer None)
 
 
-_TEXT_HEADS = "its outputs are per-class confidences; the model dir keeps no training distribution of them"
 MODELS: dict[str, ModelSpec] = {
     "sensor-anomaly": ModelSpec(
         "sensors", "reading", ("score",),
@@ -60,10 +59,10 @@ MODELS: dict[str, ModelSpec] = {
     "incident-ttr": ModelSpec("incidents", "incident", ("p10", "p50", "p90"), "ttr", "ttr"),
     "incident-clusters": ModelSpec("incidents", "incident", ("cluster",), scorer="clusters"),
     "incident-triage": ModelSpec(
-        "incidents", "incident", ("assignment_group.confidence", "category.confidence"), no_scores=_TEXT_HEADS
+        "incidents", "incident", ("assignment_group.confidence", "category.confidence"), scorer="heads"
     ),
     "incident-system-team": ModelSpec(
-        "incidents", "incident", ("cmdb_ci.confidence", "owning_team.confidence"), no_scores=_TEXT_HEADS
+        "incidents", "incident", ("cmdb_ci.confidence", "owning_team.confidence"), scorer="heads"
     ),
     "incident-similar": ModelSpec(
         "incidents", "incident", no_scores="its answer is a list of neighbours, not a score"
@@ -218,6 +217,12 @@ def _score_reference(scorer: str, model, ref: pd.DataFrame) -> pd.DataFrame:
         return ttr.predict_ttr(model, ref)[["p10", "p50", "p90"]].reset_index(drop=True)
     if scorer == "clusters":
         return pd.DataFrame({"cluster": [str(int(c)) for c in np.asarray(model.predict(ref))]})
+    if scorer == "heads":  # a PrecisionTargetClassifier: each head's confidence, as /triage answers it
+        from ml.incidents import triage  # only when a version's reference is scored (once per version)
+
+        frame = model.predict_frame(ref.reset_index(drop=True))
+        return pd.DataFrame({f"{t}.confidence": triage.head_frame(model, frame, t)["confidence"].to_numpy(float)
+                             for t in model.target_names_})  # fmt: skip
     raise ValueError(f"unknown scorer {scorer!r}")
 
 
