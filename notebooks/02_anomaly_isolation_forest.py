@@ -197,6 +197,8 @@ else:
 #
 # A seeded sample of the training records (`monitoring.reference_rows`) is saved inside the model as its
 # drift reference: `/check_drift` and the monitoring compare new batches with exactly what it learned from.
+# Each sampled reading keeps the score the detector gave it in training (in its series' context), which the
+# monitoring job compares the served scores with (output drift).
 
 # %%
 best_baseline = table.loc[list(anomaly.BASELINES), "event_f1"].max()
@@ -209,7 +211,8 @@ reg = registry.log_and_register(
     input_example=series.loc[series["value"].notna(), ["sensor_id", "timestamp", "value"]].head(48),
     charts=saved, data_paths=[params["features"]["gold"]], comparison_path=CHARTS / "comparison.md",
     training_data=registry.describe_training(series[train_mask], "timestamp"),
-    reference=reference.training_reference(series[train_mask], "sensors", params["monitoring"]))
+    reference=reference.training_reference(series[train_mask], "sensors", params["monitoring"],
+                                           outputs=anomaly.score_readings(pipe, series[train_mask], explain="none")[["score"]]))
 display(pd.Series(reg.to_dict()).to_frame("registration"))
 
 # %% [markdown]

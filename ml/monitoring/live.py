@@ -41,16 +41,14 @@ class ModelSpec:
     item: str  # the key of the item in the logged input (predlog: the request list's name, singular)
     outputs: tuple[str, ...] = ()  # dotted paths of the monitored scores in the logged output
     performance: str | None = None  # sla | ttr | forecast: how live labels judge it
-    scorer: str | None = None  # sla | ttr | clusters | heads: how its reference sample is scored (None: none)
+    scorer: str | None = (
+        None  # sla | ttr | clusters | heads: scores its reference; saved: kept in it; None: none
+    )
     no_scores: str = ""  # why there is no training score distribution (scorer None)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "sensor-anomaly": ModelSpec(
-        "sensors", "reading", ("score",),
-        no_scores="its reference is a sample of single readings, not the contiguous series its window "
-        "features need, and the model dir keeps no training scores",
-    ),
+    "sensor-anomaly": ModelSpec("sensors", "reading", ("score",), scorer="saved"),  # scores kept in training
     "sensor-forecast": ModelSpec(
         "sensors", "item", (), "forecast",
         no_scores="a forecast is a path over time, not a score; judged by MAPE against the readings instead",
@@ -252,6 +250,12 @@ def training_outputs(info: VersionInfo, cache_dir: Path) -> tuple[pd.DataFrame |
         return None, f"{NO_SCORES}: {spec.no_scores}"
     if info.reference is None:
         return None, f"{NO_SCORES}: no drift reference to score ({info.reference_note})"
+    if spec.scorer == "saved":  # the model's own scores of its reference rows, kept when it was trained
+        cols = [c for c in spec.outputs if c in info.reference.columns]
+        if not cols:
+            return None, f"{NO_SCORES}: v{info.version}'s reference keeps no training {list(spec.outputs)}"
+        kept = info.reference[cols].dropna(how="all").reset_index(drop=True)
+        return kept, f"v{info.version}'s scores of its reference rows, kept in training ({len(kept)} rows)"
     sha = (info.model_sha256 or "nosha")[:12]
     cached = Path(cache_dir) / info.name / f"v{info.version}-{sha}.parquet"
     source = f"v{info.version} scored on its reference sample ({len(info.reference)} rows)"

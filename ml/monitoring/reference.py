@@ -31,9 +31,15 @@ DOMAINS: dict[str, tuple[tuple[str, ...] | None, str | None]] = {
 }
 
 
-def training_reference(records: pd.DataFrame, domain: str, cfg: Mapping[str, Any]) -> pd.DataFrame:
+def training_reference(
+    records: pd.DataFrame, domain: str, cfg: Mapping[str, Any], outputs: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The reference to save with a model trained on `records`: `cfg["reference_rows"]` raw rows (seed
-    `cfg["seed"]`, params.yaml `monitoring`), stratified by sensor (sensors) or assignment group (incidents)."""
+    `cfg["seed"]`, params.yaml `monitoring`), stratified by sensor (sensors) or assignment group (incidents).
+
+    `outputs` (indexed like `records`): the model's own answers on those rows in training, kept beside each
+    sampled row, where the model cannot score a sample of single rows later (the anomaly detector's
+    scores need the contiguous series); the monitoring job compares served outputs with them."""
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {domain!r}")
     columns, stratify = DOMAINS[domain]
@@ -42,9 +48,18 @@ def training_reference(records: pd.DataFrame, domain: str, cfg: Mapping[str, Any
     missing = [c for c in columns if c not in records.columns]
     if missing:
         raise ValueError(f"{domain} training records lack column(s) {missing} needed for the reference")
-    return reference_sample(
-        records[list(columns)], n=int(cfg["reference_rows"]), seed=int(cfg["seed"]), stratify=stratify
-    )
+    frame = records[list(columns)]
+    if outputs is not None:
+        clash = [c for c in outputs.columns if c in frame.columns]
+        if clash or not outputs.index.equals(records.index):
+            why = (
+                f"output column(s) {clash} are record columns"
+                if clash
+                else "outputs are not indexed like records"
+            )
+            raise ValueError(f"{domain} reference: {why}")
+        frame = frame.join(outputs)
+    return reference_sample(frame, n=int(cfg["reference_rows"]), seed=int(cfg["seed"]), stratify=stratify)
 
 
 def reference_sample(

@@ -4,6 +4,7 @@ classifiers (triage, system/team) score their reference sample head by head, as 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ml.data import schemas
@@ -35,3 +36,14 @@ def test_text_heads_score_their_reference_into_the_monitored_fields(split, name,
     np.testing.assert_allclose(
         again[f"{head}.confidence"], triage.head_frame(model, served, head)["confidence"]
     )
+
+
+def test_the_detector_brings_its_training_scores_in_its_reference(tmp_path):
+    readings = pd.DataFrame({"sensor_id": ["s1"] * 4, "timestamp": pd.date_range("2024-01-01", periods=4, freq="h"),
+                             "value": [1.0, 2.0, np.nan, 4.0]})  # fmt: skip
+    kept = readings.assign(score=[0.1, 0.2, np.nan, 0.9])
+    got, source = live.training_outputs(live.VersionInfo("sensor-anomaly", "4", kept, "ref"), tmp_path)
+    assert got["score"].tolist() == [0.1, 0.2, 0.9] and "kept in training (3 rows)" in source
+    none, why = live.training_outputs(live.VersionInfo("sensor-anomaly", "3", readings, "ref"), tmp_path)
+    assert none is None and "v3's reference keeps no training ['score']" in why
+    assert not list(tmp_path.iterdir())  # nothing scored, nothing cached

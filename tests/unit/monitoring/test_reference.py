@@ -33,3 +33,20 @@ def test_saved_reference_round_trips_and_detects_tampering(tmp_path):
     (out / "reference.parquet").write_bytes(b"not the saved data")
     with pytest.raises(ValueError, match="sha256"):
         reference.load_reference(out)
+
+
+def test_training_reference_keeps_the_models_outputs_beside_each_sampled_row():
+    t = pd.date_range("2024-01-01", periods=300, freq="h")
+    records = pd.DataFrame({"sensor_id": ["s1", "s2", "s3"] * 100, "timestamp": t, "value": np.arange(300.0)})
+    records.index = records.index + 1000  # any index: outputs are joined on it
+    scores = pd.DataFrame({"score": records["value"] / 1000.0}, index=records.index)
+    cfg = {"reference_rows": 60, "seed": 1}
+    ref = reference.training_reference(records, "sensors", cfg, outputs=scores)
+    assert list(ref.columns) == ["sensor_id", "timestamp", "value", "score"] and len(ref) == 60
+    np.testing.assert_allclose(ref["score"], ref["value"] / 1000.0)  # each row keeps its own score
+    plain = reference.training_reference(records, "sensors", cfg)
+    pd.testing.assert_frame_equal(plain, ref.drop(columns="score"))  # the same rows either way
+    with pytest.raises(ValueError, match="are record columns"):
+        reference.training_reference(records, "sensors", cfg, outputs=records[["value"]])
+    with pytest.raises(ValueError, match="not indexed like records"):
+        reference.training_reference(records, "sensors", cfg, outputs=scores.reset_index(drop=True))
