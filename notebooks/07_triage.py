@@ -209,7 +209,7 @@ else:
 whole = evaluate.load_result(resolve("metrics/uci_full.json"))
 if whole is not None:
     display(evaluate.section_table(whole, "group"))
-    display(Markdown(evaluate.losses_sentence(whole, "group")))
+    display(Markdown(evaluate.losses_sentence(whole, "group") + " " + evaluate.second_stage_sentence(whole)))
 else:
     display(Markdown("`metrics/uci_full.json` is not here: run `make bench` with `../shared/data` present."))
 

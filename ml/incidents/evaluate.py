@@ -176,10 +176,13 @@ def _group(train, test, target, params, registered: bool = False) -> dict[str, A
         "hgb": lambda: hgb.GroupClassifier(**hm["plain"], **_cats(hm["plain_columns"], **no_group),
                                            history=False, calendar=False),
     }  # fmt: skip
+    X_test = _no_group_history(te)
     for name, make in models.items():
-        out[name] = triage.baseline_metrics(
-            y_test, make().fit(_no_group_history(tr), y).ranked(_no_group_history(te))
-        )
+        fitted = make().fit(_no_group_history(tr), y)
+        out[name] = triage.baseline_metrics(y_test, fitted.ranked(X_test))
+        if getattr(fitted, "reranker_", None) is not None:  # what the second stage changes, on the same fit
+            first = triage.baseline_metrics(y_test, fitted.ranked(X_test, second_stage=False))
+            out[name]["first_stage"] = {k: first[k] for k in ("accuracy", "top3_accuracy", "macro_f1")}
     out["majority"] = triage.baseline_metrics(y_test, triage.MajorityBaseline().fit(tr, y).ranked(te, 3))
     rule = triage.LookupRuleBaseline(("subcategory", "category"), p["rule_min_count"]).fit(tr, y)
     out["lookup_rule"] = triage.baseline_metrics(y_test, rule.ranked(te, 3))
@@ -380,6 +383,26 @@ def losses_sentence(result: Mapping[str, Any], section: str) -> str:
     return (
         f"On {result.get('incidents', '?')} incidents of {Path(str(result.get('event_log', ''))).name}, the "
         f"model's {key} {rows['model'][key]:.3f} beats every baseline (best: {best[0]}, {best[1]:.3f})."
+    )
+
+
+def second_stage_sentence(result: Mapping[str, Any]) -> str:
+    """The generated sentence on what the group model's second stage (re-ranking) changes, or "" without one."""
+    model = (result.get("group") or {}).get("model") or {}
+    first = model.get("first_stage")
+    if not first:
+        return ""
+    parts = []
+    for key, label in (("accuracy", "top-1"), ("top3_accuracy", "top-3"), ("macro_f1", "macro-F1")):
+        if model[key] == first[key]:
+            parts.append(f"keeps {label} at {model[key]:.3f}")
+            continue
+        verb = "raises" if model[key] > first[key] else "lowers"
+        parts.append(f"{verb} {label} from {first[key]:.3f} to {model[key]:.3f}")
+    return (
+        "Against the first stage alone (the same fit, before re-ranking), the second stage "
+        + ", ".join(parts)
+        + "."
     )
 
 

@@ -331,9 +331,10 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def ranked(self, X: pd.DataFrame, k: int = 3) -> list[list[str]]:
-        """The k most likely groups per record, best first."""
-        P = self.predict_proba(X)
+    def ranked(self, X: pd.DataFrame, k: int = 3, second_stage: bool = True) -> list[list[str]]:
+        """The k most likely groups per record, best first (`second_stage=False`: the first stage's order,
+        to show what the second stage changes)."""
+        P = self.predict_proba(X) if second_stage else self._components(X).blend
         top = np.argsort(-P, axis=1, kind="stable")[:, :k]
         return [list(self.classes_[row]) for row in top]
 

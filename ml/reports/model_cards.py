@@ -223,11 +223,13 @@ def incident_result_sentences(section: str, metrics_dir: Path | None = None) -> 
     key, _ = evaluate.HEADLINES[section]
     rows = result[section]
     shown = ", ".join(f"{n} {r[key]:.3f}" for n, r in rows.items() if r.get(key) is not None)
+    stage = evaluate.second_stage_sentence(result) if section == "group" else ""
     return [
         f"Real log {Path(str(result['event_log'])).name} ({result['incidents']} incidents, split by "
         f"{result['split']['by']} at {result['split']['cutoff']}), {key}: {shown}. The evaluated `model` adds "
         "causal history features to this card's inputs (`python -m ml.incidents evaluate`).",
         evaluate.losses_sentence(result, section),
+        *([stage] if stage else []),
     ]
 
 

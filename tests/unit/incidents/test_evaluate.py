@@ -58,6 +58,13 @@ def test_evaluate_incidents_splits_by_count_and_reports_hgb_beside_the_baselines
     assert 0 < out["ttr"]["model"]["coverage"] <= 1 and out["ttr"]["model"]["median_ae_p50_hours"] >= 0
     assert set(out["group"]) == {"model", "hgb", "majority", "lookup_rule"}
     assert out["group"]["model"]["top3_accuracy"] >= out["group"]["model"]["accuracy"]
+    first = out["group"]["model"]["first_stage"]  # the same fit before re-ranking: what the second stage buys
+    assert (
+        set(first) == {"accuracy", "top3_accuracy", "macro_f1"} and "first_stage" not in out["group"]["hgb"]
+    )
+    said = evaluate.second_stage_sentence(out)
+    assert f"from {first['top3_accuracy']:.3f} to {out['group']['model']['top3_accuracy']:.3f}" in said
+    assert evaluate.second_stage_sentence({"group": {"model": {"accuracy": 0.5}}}) == ""
     assert isinstance(out["losses"], list)
     dated = evaluate.evaluate_incidents(incidents, FAST, cutoff=cutoff, registered=True)
     assert all("registered" in dated[s] for s in ("sla", "ttr", "group"))
