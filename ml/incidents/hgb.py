@@ -271,7 +271,9 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
         fraction = float(settings.pop("fraction", 0.0))
         n_tail = int(len(labels) * fraction)
         self.reranker_ = None
-        if n_tail >= 50:  # the first stage on the earlier rows scores the latest ones, out of sample
+        # the first stage on the earlier rows scores the latest ones, out of sample; too few rows, or one
+        # group only before them, and there is no second stage
+        if n_tail >= 50 and len(np.unique(labels[:-n_tail])) > 1:
             self._fit_first_stage(X.iloc[:-n_tail], labels[:-n_tail])
             tail = X.iloc[-n_tail:]
             reranker = CandidateReranker(**settings, random_state=self.random_state)

@@ -74,3 +74,7 @@ def test_group_model_with_a_second_stage_ranks_in_its_order_and_reads_no_outcome
         rows.head(150), y.head(150)
     )
     assert small.reranker_ is None  # too few latest rows (< 50) to learn a second stage from
+    head = np.arange(len(y)) < len(y) - int(len(y) * RERANK["fraction"])
+    one_before = hgb.GroupClassifier(categorical_columns=CATS, rerank=RERANK, **FAST)
+    one_before.fit(rows, y.where(~head, "the only group"))  # no ranking to learn before the latest rows
+    assert one_before.reranker_ is None and len(one_before.ranked(rows.head(3), 2)[0]) == 2
