@@ -207,7 +207,8 @@ class BreachClassifier(ClassifierMixin, _OpenTimeHGB):
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return _blend_cross(self, self.model_.predict_proba(self.frame_.transform(X)), X)
+        P = self.model_.predict_proba(self.frame_.transform(X))
+        return _blend_cross(self, P, _cross_proba(self, X, P.shape))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.model_.predict(self.frame_.transform(X))
@@ -318,7 +319,7 @@ class GroupClassifier(ClassifierMixin, _OpenTimeHGB):
         prior = routing_prior(X, self.classes_) if use_prior else None
         trees = self._tree_proba(X, prior)
         cross = _cross_proba(self, X, trees.shape)
-        P = trees if cross is None else (1.0 - self.cross_weight) * trees + self.cross_weight * cross
+        P = _blend_cross(self, trees, cross)
         if self.prior_weight and prior is not None:
             has = ~np.isnan(prior).any(axis=1)
             P[has] = (1.0 - self.prior_weight) * P[has] + self.prior_weight * prior[has]
@@ -430,10 +431,9 @@ def _cross_proba(est, X: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray | N
     return Q
 
 
-def _blend_cross(est, P: np.ndarray, X: pd.DataFrame) -> np.ndarray:
-    """The trees' probabilities `P` (columns `est.classes_`) blended with the sparse logistic model's by
+def _blend_cross(est, P: np.ndarray, Q: np.ndarray | None) -> np.ndarray:
+    """The trees' probabilities `P` blended with the sparse logistic model's `Q` (`_cross_proba`) by
     `cross_weight`; `P` itself when there is none."""
-    Q = _cross_proba(est, X, P.shape)
     return P if Q is None else (1.0 - est.cross_weight) * P + est.cross_weight * Q
 
 

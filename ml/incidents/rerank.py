@@ -124,8 +124,6 @@ class CandidateReranker(BaseEstimator):
         """The blend's probabilities with the candidates' mass shared out by the second stage's scores; every
         candidate stays above every other group, so the top-k is the second stage's order."""
         F, cand = candidate_features(X, comps, np.asarray(classes), log_count, self.k, self.keys_)
-        for col in set(self.features_) - set(F.columns):  # a component the first stage no longer has
-            F[col] = -1.0
         s = self.model_.predict_proba(F[self.features_])[:, 1].reshape(cand.shape)
         s = np.maximum(s, 1e-12)
         P = comps.blend.copy()

@@ -41,9 +41,7 @@ class ModelSpec:
     item: str  # the key of the item in the logged input (predlog: the request list's name, singular)
     outputs: tuple[str, ...] = ()  # dotted paths of the monitored scores in the logged output
     performance: str | None = None  # sla | ttr | forecast: how live labels judge it
-    scorer: str | None = (
-        None  # sla | ttr | clusters | heads: scores its reference; saved: kept in it; None: none
-    )
+    scorer: str | None = None  # sla, ttr, clusters, heads: scores its reference; saved: kept in it
     no_scores: str = ""  # why there is no training score distribution (scorer None)
 
 

@@ -178,7 +178,8 @@ class PredictionLog:
                     self._folders.add(folder)
                 self._seq += 1
                 name = f"{datetime.now(UTC):%H%M%S%f}-{os.getpid()}-{self._seq}.parquet"
-                columns = {c: [rows[i][c] for i in idx] for c in COLUMNS} | {"time": [times[i] for i in idx]}
+                columns = {c: [rows[i][c] for i in idx] for c in COLUMNS if c != "time"}
+                columns["time"] = [times[i] for i in idx]  # the naive UTC times, converted once above
                 table = pa.table(columns, schema=SCHEMA)
                 buf = io.BytesIO()
                 pq.write_table(table, buf)

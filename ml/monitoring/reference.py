@@ -51,13 +51,10 @@ def training_reference(
     frame = records[list(columns)]
     if outputs is not None:
         clash = [c for c in outputs.columns if c in frame.columns]
-        if clash or not outputs.index.equals(records.index):
-            why = (
-                f"output column(s) {clash} are record columns"
-                if clash
-                else "outputs are not indexed like records"
-            )
-            raise ValueError(f"{domain} reference: {why}")
+        if clash:
+            raise ValueError(f"{domain} reference: output column(s) {clash} are record columns")
+        if not outputs.index.equals(records.index):
+            raise ValueError(f"{domain} reference: outputs are not indexed like records")
         frame = frame.join(outputs)
     return reference_sample(frame, n=int(cfg["reference_rows"]), seed=int(cfg["seed"]), stratify=stratify)
 
